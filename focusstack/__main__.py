@@ -1,0 +1,3 @@
+from focusstack.cli.app import main
+
+main()

@@ -1,0 +1,117 @@
+"""PyTorch backend on CPU or CUDA, fp32 / bf16 / fp16.
+
+``precision="auto"`` picks bfloat16 in channels_last on a CPU with native bf16 (AVX512-BF16 or
+AMX), which runs TAEF2 several times faster than float32 there; fp16 on CUDA; fp32 otherwise.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from focusstack.backends.base import FusionBackend
+from focusstack.errors import ConfigError
+from focusstack.networks.fusion_unet import FusionUNet
+from focusstack.networks.taesd import TAESD
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when /proc/cpuinfo lists avx512_bf16 or amx_bf16 (Linux); False elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``. ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device cuda was asked for but no CUDA GPU is visible to PyTorch",
+            expected="a CUDA build of torch and a GPU",
+            actual=f"torch {torch.__version__}, cuda available: False",
+            fix="use --device cpu (or auto)",
+        )
+    if device not in ("cpu", "cuda"):
+        raise ConfigError("unknown device", expected="auto | cpu | cuda", actual=device)
+    return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        if device == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if precision == "fp16" and device == "cpu":
+        raise ConfigError(
+            "--precision fp16 is not supported on the CPU",
+            expected="fp32 or bf16 on CPU",
+            actual="fp16",
+            fix="use --precision bf16 (or auto) on the CPU",
+        )
+    if precision not in DTYPES:
+        raise ConfigError("unknown precision", expected="auto | fp32 | bf16 | fp16", actual=precision)
+    return precision
+
+
+class TorchBackend(FusionBackend):
+    """Runs TAEF2 and the Fusion U-Net with PyTorch. The models are moved and cast in place."""
+
+    name = "torch"
+
+    def __init__(
+        self, vae: TAESD, fusion: FusionUNet | None, *, device: str = "auto", precision: str = "auto"
+    ) -> None:
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.dtype = DTYPES[self.precision]
+        self.channels_last = self.precision != "fp32" or self.device == "cuda"
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.encoder = vae.encoder.to(self.device, self.dtype, memory_format=fmt).eval()
+        self.decoder = vae.decoder.to(self.device, self.dtype, memory_format=fmt).eval()
+        self.fusion = None
+        if fusion is not None:
+            self.fusion = fusion.to(self.device, self.dtype, memory_format=fmt).eval()
+            self.frames = fusion.cfg.frames
+        self.latent_channels = vae.cfg.latent_channels
+
+    def _in(self, a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device, self.dtype)
+        if self.channels_last and t.ndim == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    @staticmethod
+    def _out(t: torch.Tensor) -> np.ndarray:
+        return t.float().cpu().contiguous().numpy()
+
+    @torch.inference_mode()
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 8 or images.shape[3] % 8:
+            raise ValueError(f"encode expects (N, 3, H, W) with H, W multiples of 8, got {images.shape}")
+        return self._out(self.encoder(self._in(images)))
+
+    @torch.inference_mode()
+    def fuse(self, latents: np.ndarray) -> np.ndarray:
+        if self.fusion is None:
+            raise RuntimeError("this backend was built without a Fusion U-Net")
+        if latents.ndim != 5 or latents.shape[1:3] != (self.frames, self.latent_channels):
+            raise ValueError(f"fuse expects (B, {self.frames}, {self.latent_channels}, h, w), got {latents.shape}")
+        b, f, c, h, w = latents.shape
+        x = self._in(latents.reshape(b, f * c, h, w))
+        return self._out(self.fusion(x))
+
+    @torch.inference_mode()
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
+            raise ValueError(f"decode expects (B, {self.latent_channels}, h, w), got {latents.shape}")
+        return self._out(self.decoder(self._in(latents)).clamp(0, 1))

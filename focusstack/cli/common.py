@@ -1,0 +1,55 @@
+"""What every subcommand shares: error reporting through the table in ``focusstack.errors``,
+the stderr console for progress and logs, and JSON output on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from focusstack.config import debug_enabled
+from focusstack.errors import EXIT_INTERRUPTED, FocusstackError, classify
+
+#: Progress bars and logs go to stderr; results go to stdout.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def report_error(exc: BaseException, *, debug: bool = False) -> int:
+    """Print ``exc`` on stderr as the table says and return its exit code."""
+    kind = classify(exc)
+    if debug or debug_enabled():
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    if isinstance(exc, FocusstackError):
+        body = exc.render()
+    elif isinstance(exc, KeyboardInterrupt):
+        body = "stopped by the user; no partial output was left behind"
+    else:
+        body = f"{type(exc).__name__}: {exc}\nfix: rerun with --debug and report the traceback"
+    err_console.print(f"[bold red]error[/] ({kind.label}): {body}", markup=True, highlight=False)
+    return kind.exit_code
+
+
+@contextlib.contextmanager
+def handle_errors(debug: bool = False) -> Iterator[None]:
+    """Turn any exception raised inside into a message on stderr and ``typer.Exit(code)``."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt as exc:
+        report_error(exc, debug=debug)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # noqa: BLE001 - the whole point is to map every error
+        raise typer.Exit(report_error(exc, debug=debug)) from None
+
+
+def print_json(payload: Any) -> None:
+    """Write one JSON document to stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,84 @@
+"""`focusstack fuse`: parse options, build a FuseConfig, call ``focusstack.stacking``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from focusstack.cli.common import err_console, handle_errors, print_json
+from focusstack.config import DEVICES, ENGINES, FUSION_DIR_ENV, PRECISIONS, VAE_DIR_ENV, FuseConfig, TileConfig
+from focusstack.errors import BatchError, UsageError
+
+_D = FuseConfig()
+_T = TileConfig()
+
+HELP = f"""Fuse a focus stack into one all-in-focus image.
+
+INPUT is a folder of frames or 2 to 7 frame files (RAW, TIFF, PNG, JPEG), taken in natural sort
+order; all frames must share one size. The output format follows OUTPUT's extension: .tif/.tiff
+(16 bit when any input is 16-bit or RAW), .png (8 or 16 bit), .jpg (8 bit). The first frame's
+EXIF and ICC profile are kept where the format allows.
+
+With --batch ROOT, every subfolder of ROOT is one stack and writes OUTDIR/<name>.<ext>; finished
+outputs are skipped, a bad stack is reported and the batch goes on (exit 1 if any failed).
+
+Weights: TAEF2 from --vae-weights, ${VAE_DIR_ENV}, the user cache, or a download (sha256-pinned);
+the Fusion U-Net from --fusion-weights, ${FUSION_DIR_ENV} or models/fusion.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fuse", help=HELP, no_args_is_help=True)
+    def fuse(
+        inputs: Optional[list[Path]] = typer.Argument(None, help="A folder of frames, or 2-7 frame files.", show_default=False),
+        output: Path = typer.Option(..., "--output", "-o", help="Output file (or folder with --batch).", show_default=False),
+        batch: Optional[Path] = typer.Option(None, "--batch", help="Fuse every subfolder of this folder (one stack each).", show_default=False),
+        engine: str = typer.Option(_D.engine, "--engine", help=f"Fusion engine: {' | '.join(ENGINES)}."),
+        device: str = typer.Option(_D.device, "--device", help=f"{' | '.join(DEVICES)}; auto picks CUDA when present."),
+        precision: str = typer.Option(_D.precision, "--precision", help=f"{' | '.join(PRECISIONS)}; auto is bf16 on CPUs with native bf16, fp16/bf16 on CUDA, else fp32."),
+        tile: int = typer.Option(_T.tile, "--tile", help="Patch size in px (multiple of 64); patches overlap by a quarter."),
+        overwrite: bool = typer.Option(_D.overwrite, "--overwrite", help="Replace an existing output (never an input)."),
+        ext: str = typer.Option("tif", "--ext", help="Output extension in --batch mode: tif | png | jpg."),
+        vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help=f"Folder with taef2_encoder.pth and taef2_decoder.pth (else ${VAE_DIR_ENV}, cache, download).", show_default=False),
+        fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Folder with the Fusion U-Net's model.safetensors + config.json (else ${FUSION_DIR_ENV} or models/fusion).", show_default=False),
+        max_pixels: int = typer.Option(_D.max_pixels, "--max-pixels", help="Refuse frames with more decoded pixels than this (checked from the header)."),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    ) -> None:
+        from focusstack.stacking import fuse_batch, fuse_stack
+
+        with handle_errors(debug):
+            config = FuseConfig(
+                engine=engine,
+                device=device,
+                precision=precision,
+                tiles=TileConfig(tile=tile),
+                overwrite=overwrite,
+                vae_weights=vae_weights,
+                fusion_weights=fusion_weights,
+                max_pixels=max_pixels,
+                show_progress=not quiet,
+            )
+            if batch is not None:
+                if inputs:
+                    raise UsageError("give either INPUT... or --batch ROOT, not both", fix="drop INPUT or --batch")
+                try:
+                    result = fuse_batch(batch, output, config, ext=ext)
+                except BatchError as exc:
+                    if json_out:
+                        print_json(exc.result.to_dict())  # type: ignore[attr-defined]
+                    raise
+                if json_out:
+                    print_json(result.to_dict())
+                err_console.print(f"fused {len(result.fused)}, skipped {len(result.skipped)} (exist), failed 0")
+                return
+            if not inputs:
+                raise UsageError("no INPUT given", fix="pass a folder of frames or 2-7 files, or --batch ROOT")
+            res = fuse_stack(inputs, output, config)
+            if json_out:
+                print_json(res.to_dict())
+            else:
+                err_console.print(f"wrote {res.output} ({res.width}x{res.height}, {res.bit_depth}-bit) in {res.timings_s['total']:.1f} s")

@@ -1,0 +1,92 @@
+"""Run-time defaults, in one place. The CLI help text reads its defaults from here.
+
+These are *run* settings (what to do with a stack). A model's *architecture* lives in its own
+config (``focusstack.networks.fusion_unet.FusionUNetConfig``) saved beside its weights.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from focusstack.errors import ConfigError
+
+ENGINES = ("vaeedof",)
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Most frames the Fusion U-Net takes at once (VAEEDOF, section 3).
+MAX_FRAMES = 7
+#: Decoded-pixel limit per frame, checked from the header before decoding (image-bomb guard).
+DEFAULT_MAX_PIXELS = 300_000_000
+#: Environment variable that points at the TAEF2 weights folder.
+VAE_DIR_ENV = "FOCUSSTACK_VAE_DIR"
+#: Environment variable that points at the Fusion U-Net folder (safetensors + config.json).
+FUSION_DIR_ENV = "FOCUSSTACK_FUSION_DIR"
+DEBUG_ENV = "FOCUSSTACK_DEBUG"
+
+
+def repo_models_dir() -> Path:
+    """``models/`` at the top of a source checkout (where trained weights are shipped)."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Patch tiling (VAEEDOF, Figure 3): square patches overlapping by ``overlap`` of their size."""
+
+    tile: int = 512
+    overlap: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.tile < 64 or self.tile % 64:
+            raise ConfigError(
+                "--tile must be a multiple of 64 of at least 64",
+                expected="64, 128, ..., 512, ...",
+                actual=str(self.tile),
+                fix="pass --tile 512 (the paper's size) or another multiple of 64",
+            )
+        if not 0.0 <= self.overlap < 0.5:
+            raise ConfigError(
+                "tile overlap out of range", expected="0 <= overlap < 0.5", actual=str(self.overlap)
+            )
+
+    @property
+    def stride(self) -> int:
+        """Step between patch origins, a multiple of 8 (the latent grid)."""
+        return max(8, int(round(self.tile * (1.0 - self.overlap) / 8.0)) * 8)
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    """Everything ``focusstack fuse`` needs besides its inputs and output."""
+
+    engine: str = "vaeedof"
+    device: str = "auto"
+    precision: str = "auto"
+    tiles: TileConfig = field(default_factory=TileConfig)
+    overwrite: bool = False
+    vae_weights: Path | None = None
+    fusion_weights: Path | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("--engine", self.engine, ENGINES),
+            ("--device", self.device, DEVICES),
+            ("--precision", self.precision, PRECISIONS),
+        ):
+            if value not in allowed:
+                raise ConfigError(
+                    f"unknown value for {name}",
+                    expected=" | ".join(allowed),
+                    actual=repr(value),
+                    fix=f"pass one of: {', '.join(allowed)}",
+                )
+        if self.max_pixels <= 0:
+            raise ConfigError("--max-pixels must be positive", expected="> 0", actual=str(self.max_pixels))
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0", "false", "no")
