@@ -37,6 +37,12 @@ class TileConfig:
 
     tile: int = 512
     overlap: float = 0.25
+    #: Mirrored context added around the whole image so that no patch border, where the
+    #: networks' zero padding distorts the output, falls on the image's own border.
+    margin: int = 32
+    #: Fraction of each overlap, at the patch's outer edge, given (almost) zero blend weight:
+    #: the outermost pixels of a patch are its least reliable (see focusstack.tiling).
+    dead_zone: float = 0.25
 
     def __post_init__(self) -> None:
         if self.tile < 64 or self.tile % 64:
@@ -50,6 +56,10 @@ class TileConfig:
             raise ConfigError(
                 "tile overlap out of range", expected="0 <= overlap < 0.5", actual=str(self.overlap)
             )
+        if not 0 <= self.margin <= self.tile // 4:
+            raise ConfigError("tile margin out of range", expected=f"0..{self.tile // 4}", actual=str(self.margin))
+        if not 0.0 <= self.dead_zone < 1.0:
+            raise ConfigError("dead zone out of range", expected="0 <= dead_zone < 1", actual=str(self.dead_zone))
 
     @property
     def stride(self) -> int:

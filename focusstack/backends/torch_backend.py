@@ -6,6 +6,7 @@ AMX), which runs TAEF2 several times faster than float32 there; fp16 on CUDA; fp
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 
 import numpy as np
@@ -64,7 +65,7 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 class TorchBackend(FusionBackend):
-    """Runs TAEF2 and the Fusion U-Net with PyTorch. The models are moved and cast in place."""
+    """Runs TAEF2 and the Fusion U-Net with PyTorch. The models are copied, then moved and cast (the caller's stay as they were)."""
 
     name = "torch"
 
@@ -76,11 +77,11 @@ class TorchBackend(FusionBackend):
         self.dtype = DTYPES[self.precision]
         self.channels_last = self.precision != "fp32" or self.device == "cuda"
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.encoder = vae.encoder.to(self.device, self.dtype, memory_format=fmt).eval()
-        self.decoder = vae.decoder.to(self.device, self.dtype, memory_format=fmt).eval()
+        self.encoder = copy.deepcopy(vae.encoder).to(self.device, self.dtype, memory_format=fmt).eval()
+        self.decoder = copy.deepcopy(vae.decoder).to(self.device, self.dtype, memory_format=fmt).eval()
         self.fusion = None
         if fusion is not None:
-            self.fusion = fusion.to(self.device, self.dtype, memory_format=fmt).eval()
+            self.fusion = copy.deepcopy(fusion).to(self.device, self.dtype, memory_format=fmt).eval()
             self.frames = fusion.cfg.frames
         self.latent_channels = vae.cfg.latent_channels
 

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from focusstack import __version__
-from focusstack.cli import bench, eval as eval_cmd, fuse, refine_tr, render_dataset
+from focusstack.cli import bench, eval as eval_cmd, fuse, refine_tr, render_dataset, train
 
 app = typer.Typer(
     name="focusstack",
@@ -45,6 +45,7 @@ refine_tr.register(app)
 render_dataset.register(app)
 bench.register(app)
 eval_cmd.register(app)
+train.register(app)
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001

@@ -11,14 +11,12 @@ import numpy as np
 from focusstack.backends.base import FusionBackend
 from focusstack.config import TileConfig
 from focusstack.progress import Advance
-from focusstack.tiling import Tile, blend_tiles
+from focusstack.tiling import Tile, blend_tiles, extract
 
 
 def _patch(frames: Sequence[np.ndarray], t: Tile) -> np.ndarray:
-    """``(K, 3, ph, pw)`` float32: the patch of every frame, edge-padded when the image is small."""
-    crops = np.stack([f[t.y : t.y + t.h, t.x : t.x + t.w] for f in frames])  # (K, h, w, 3)
-    if (t.ph, t.pw) != (t.h, t.w):
-        crops = np.pad(crops, ((0, 0), (0, t.ph - t.h), (0, t.pw - t.w), (0, 0)), mode="edge")
+    """``(K, 3, ph, pw)`` float32: the patch of every frame, mirrored outside the image."""
+    crops = np.stack([extract(f, t) for f in frames])  # (K, ph, pw, 3)
     return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
 
 

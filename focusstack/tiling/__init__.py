@@ -1,20 +1,30 @@
-"""Overlapping patches and their blend (VAEEDOF, Figure 3).
+"""Overlapping patches and their blend (VAEEDOF, Figure 3), with two refinements.
 
-An image is covered by square patches of ``tile`` px whose origins step by ``stride``
-(``tile * 3/4`` by default, i.e. a quarter overlap). The last patch of a row or column is moved
-back to end at the image border, so every patch lies inside the image and no padding is needed
-unless the image is smaller than one patch. Each patch gets a gradient alpha mask: a linear ramp
-across the overlap on every side that has a neighbour, flat 1 elsewhere. The masks are then
-divided by their sum over all patches, so the blend weights sum to exactly 1 at every pixel,
-including borders and sizes that are not a multiple of the stride.
+The paper covers the image with 512 px patches that overlap by a quarter and blends them with a
+gradient alpha mask. Here:
 
-Functions take and return numpy arrays; ``blend_tiles`` streams: it holds one accumulator of
-``(H, W, 3)`` float32 plus ``(H, W)`` weights, never all patches at once.
+* **Plan.** The image is first extended on every side by ``margin`` px of mirrored context
+  (virtually: patches read mirrored pixels, nothing is copied). Patch origins step by
+  ``stride = tile * (1 - overlap)`` over that extended canvas; the last patch of a row or
+  column is moved back to end at the canvas border, so every patch is full size. A canvas
+  smaller than one patch is a single patch, padded (mirrored) to a multiple of 64 px.
+* **Mask.** Each patch's alpha is a linear ramp across the overlap on every side with a
+  neighbour, flat 1 elsewhere. The outer ``dead_zone`` fraction of the ramp is (almost) zero:
+  the networks' zero padding distorts the outermost pixels of any patch, so those pixels should
+  not show. Sides on the canvas border get no ramp (the margin absorbs their distortion).
+* **Normalise.** The masks are divided by their sum, so blend weights sum to exactly 1 at every
+  pixel, whatever the image size.
+
+Why the margin: without it a flat-colour stack came back with 10/255 of ripple along the image
+border and 5/255 along patch seams; with it both vanish (see tests/test_tiling.py).
+
+``blend_tiles`` streams: it holds one ``(H + 2m, W + 2m, C)`` float32 accumulator and the
+normaliser, never all patches at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,12 +33,17 @@ from focusstack.config import TileConfig
 
 #: Patch sides are multiples of this (8 for the VAE, times 2**3 for the U-Net's three levels).
 TILE_MULTIPLE = 64
+#: Smallest weight inside a dead zone: keeps the normaliser positive in degenerate layouts.
+DEAD_WEIGHT = 1e-4
 
 
 @dataclass(frozen=True)
 class Tile:
-    """One patch: image rows ``y:y+h`` and columns ``x:x+w``; the network sees it padded to
-    ``ph x pw`` (multiples of 64) when the image is smaller than a patch."""
+    """One patch in image coordinates (``y``/``x`` may be negative: mirrored context).
+
+    The network sees rows ``y : y + ph`` and columns ``x : x + pw`` (mirrored outside the
+    image); the blend uses the top-left ``h x w`` of its output.
+    """
 
     y: int
     x: int
@@ -57,28 +72,29 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
 
 
 def plan_tiles(height: int, width: int, cfg: TileConfig = TileConfig()) -> list[Tile]:
-    """Cover an ``height x width`` image with patches (row-major order)."""
+    """Cover an ``height x width`` image (plus its mirrored margin) with patches, row-major."""
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
-    th, tw = min(cfg.tile, height), min(cfg.tile, width)
-    ph, pw = (cfg.tile if height >= cfg.tile else _round_up(height, TILE_MULTIPLE),
-              cfg.tile if width >= cfg.tile else _round_up(width, TILE_MULTIPLE))  # fmt: skip
+    m = cfg.margin
+    ch, cw = height + 2 * m, width + 2 * m
+    th, tw = min(cfg.tile, ch), min(cfg.tile, cw)
+    ph = cfg.tile if ch >= cfg.tile else _round_up(ch, TILE_MULTIPLE)
+    pw = cfg.tile if cw >= cfg.tile else _round_up(cw, TILE_MULTIPLE)
     return [
-        Tile(y, x, th, tw, ph, pw)
-        for y in tile_origins(height, cfg.tile, cfg.stride)
-        for x in tile_origins(width, cfg.tile, cfg.stride)
+        Tile(y - m, x - m, th, tw, ph, pw)
+        for y in tile_origins(ch, cfg.tile, cfg.stride)
+        for x in tile_origins(cw, cfg.tile, cfg.stride)
     ]
 
 
-def ramp(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
-    """1-D mask of length ``n``: linear ramp over ``overlap`` px at a side with a neighbour.
-
-    Values lie in ``(0, 1]``: the ramp is ``(i + 0.5) / overlap`` so no pixel gets zero weight.
-    """
+def ramp(n: int, overlap: int, start: bool, end: bool, dead: int = 0) -> np.ndarray:
+    """1-D mask of length ``n`` in ``(0, 1]``: zero-ish for ``dead`` px, then a linear ramp up to
+    1 over the rest of ``overlap`` px, at each side flagged as having a neighbour."""
     w = np.ones(n, dtype=np.float64)
     k = min(overlap, n)
     if k > 0:
-        r = (np.arange(k, dtype=np.float64) + 0.5) / k
+        d = min(dead, k - 1)
+        r = np.clip((np.arange(k, dtype=np.float64) + 0.5 - d) / (k - d), DEAD_WEIGHT, 1.0)
         if start:
             w[:k] = np.minimum(w[:k], r)
         if end:
@@ -86,19 +102,40 @@ def ramp(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
     return w
 
 
-def tile_mask(tile: Tile, height: int, width: int, overlap: int) -> np.ndarray:
+def tile_mask(tile: Tile, height: int, width: int, cfg: TileConfig) -> np.ndarray:
     """``(h, w)`` float64 gradient alpha mask of one patch (not yet normalised)."""
-    wy = ramp(tile.h, overlap, tile.y > 0, tile.y + tile.h < height)
-    wx = ramp(tile.w, overlap, tile.x > 0, tile.x + tile.w < width)
+    m = cfg.margin
+    overlap = cfg.tile - cfg.stride
+    dead = int(round(overlap * cfg.dead_zone))
+    wy = ramp(tile.h, overlap, tile.y > -m, tile.y + tile.h < height + m, dead)
+    wx = ramp(tile.w, overlap, tile.x > -m, tile.x + tile.w < width + m, dead)
     return np.outer(wy, wx)
 
 
-def weight_sum(tiles: Iterable[Tile], height: int, width: int, overlap: int) -> np.ndarray:
-    """``(H, W)`` float64 sum of all patch masks (the normaliser)."""
-    total = np.zeros((height, width), dtype=np.float64)
+def weight_sum(tiles: list[Tile], height: int, width: int, cfg: TileConfig) -> np.ndarray:
+    """``(H + 2m, W + 2m)`` float64 sum of all patch masks over the canvas (the normaliser)."""
+    m = cfg.margin
+    total = np.zeros((height + 2 * m, width + 2 * m), dtype=np.float64)
     for t in tiles:
-        total[t.y : t.y + t.h, t.x : t.x + t.w] += tile_mask(t, height, width, overlap)
+        total[t.y + m : t.y + m + t.h, t.x + m : t.x + m + t.w] += tile_mask(t, height, width, cfg)
     return total
+
+
+def mirror_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Map any integer indices onto ``0..n-1`` by mirroring (``... 1 0 | 0 1 ... n-1 | n-1 ...``)."""
+    j = np.mod(idx, 2 * n)
+    return np.where(j >= n, 2 * n - 1 - j, j)
+
+
+def extract(image: np.ndarray, tile: Tile) -> np.ndarray:
+    """``(ph, pw, C)`` patch of an ``(H, W, C)`` image, mirrored where it leaves the image."""
+    h, w = image.shape[:2]
+    y0, x0 = tile.y, tile.x
+    if y0 >= 0 and x0 >= 0 and y0 + tile.ph <= h and x0 + tile.pw <= w:
+        return image[y0 : y0 + tile.ph, x0 : x0 + tile.pw]
+    rows = mirror_index(np.arange(y0, y0 + tile.ph), h)
+    cols = mirror_index(np.arange(x0, x0 + tile.pw), w)
+    return image[rows[:, None], cols[None, :]]
 
 
 def blend_tiles(
@@ -112,20 +149,21 @@ def blend_tiles(
 ) -> np.ndarray:
     """Run ``process`` on every patch and blend the results.
 
-    ``process(tile)`` returns ``(tile.h, tile.w, channels)`` float32 (already cropped back from
-    ``ph x pw``). Returns ``(height, width, channels)`` float32: the normalised blend.
-    ``on_tile(done, total)`` reports progress.
+    ``process(tile)`` returns ``(tile.h, tile.w, channels)`` float32 (already cropped from
+    ``ph x pw``). Returns ``(height, width, channels)`` float32: the normalised blend, margin
+    removed. ``on_tile(done, total)`` reports progress.
     """
     tiles = plan_tiles(height, width, cfg)
-    overlap = cfg.tile - cfg.stride
-    norm = weight_sum(tiles, height, width, overlap)
-    out = np.zeros((height, width, channels), dtype=np.float32)
+    m = cfg.margin
+    norm = weight_sum(tiles, height, width, cfg)
+    out = np.zeros((height + 2 * m, width + 2 * m, channels), dtype=np.float32)
     for i, t in enumerate(tiles):
         patch = process(t)
         if patch.shape != (t.h, t.w, channels):
             raise ValueError(f"process returned {patch.shape}, expected {(t.h, t.w, channels)}")
-        m = tile_mask(t, height, width, overlap) / norm[t.y : t.y + t.h, t.x : t.x + t.w]
-        out[t.y : t.y + t.h, t.x : t.x + t.w] += patch * m[..., None].astype(np.float32)
+        ys, xs = slice(t.y + m, t.y + m + t.h), slice(t.x + m, t.x + m + t.w)
+        weight = (tile_mask(t, height, width, cfg) / norm[ys, xs]).astype(np.float32)
+        out[ys, xs] += patch * weight[..., None]
         if on_tile is not None:
             on_tile(i + 1, len(tiles))
-    return out
+    return out[m : m + height, m : m + width]

@@ -1,0 +1,41 @@
+# focusstack: the two commands of the README.
+#   make demo   install into .venv (CPU torch wheel first) and fuse the pcb7 example stack
+#   make test   install into .venv and run the test suite
+# Variables: PY (python >= 3.10), VENV, SHARED (folder holding data/ and weights/),
+# TORCH_SPEC (the torch requirement installed before the package; the CPU wheel by default).
+
+PY ?= python3
+VENV ?= .venv
+SHARED ?= $(abspath ../shared)
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+PIP := $(VENV)/bin/python -m pip --disable-pip-version-check -q
+export FOCUSSTACK_VAE_DIR ?= $(SHARED)/weights/taef2
+export FOCUSSTACK_SHARED ?= $(SHARED)
+
+.PHONY: install demo test bench completions clean
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+demo: install
+	mkdir -p out
+	$(VENV)/bin/focusstack fuse $(SHARED)/data/stacks/pcb7 -o out/pcb7.tif --overwrite
+	@echo "wrote out/pcb7.tif"
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+bench: install
+	$(VENV)/bin/python benchmarks/fuse_4k.py
+
+completions: install
+	$(VENV)/bin/python -m focusstack.cli.completions completions
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,1 @@
+complete --command focusstack --no-files --arguments "(env _FOCUSSTACK_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) focusstack)" --condition "env _FOCUSSTACK_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) focusstack"

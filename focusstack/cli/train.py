@@ -1,0 +1,42 @@
+"""`focusstack train ...`: training commands (the Fusion U-Net now; FSB and KEB later)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from focusstack.cli.common import handle_errors, print_json
+
+train_app = typer.Typer(help="Train the networks focusstack ships (weights land in models/).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")
+
+
+@train_app.command("fusion", help="Train the Fusion U-Net on a dataset from `focusstack render-dataset`. Resumes from OUT/checkpoint.")
+def fusion(
+    data: Path = typer.Option(..., "--data", help="Rendered dataset folder (manifest.json + samples/).", show_default=False),
+    out: Path = typer.Option(..., "--out", help="Run folder: latent cache, checkpoints, log.jsonl.", show_default=False),
+    steps: int = typer.Option(None, "--steps", help="Total optimisation steps.", show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help="Patches per step.", show_default=False),
+    crop: int = typer.Option(None, "--crop", help="Latent patch size (image px / 8).", show_default=False),
+    lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate.", show_default=False),
+    val_every: int = typer.Option(None, "--val-every", help="Validate the EMA weights every N steps.", show_default=False),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fusion).", show_default=False),
+    vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help="TAEF2 folder (else $FOCUSSTACK_VAE_DIR, cache, download).", show_default=False),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    from focusstack.training.fusion import TrainFusionConfig, train_fusion
+
+    with handle_errors(debug):
+        given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every).items() if v is not None}
+        cfg = TrainFusionConfig(data=data, out=out, export=export, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
+        summary = train_fusion(cfg)
+        if json_out:
+            print_json(summary)

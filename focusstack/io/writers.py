@@ -1,0 +1,392 @@
+"""Write outputs atomically: TIFF (tifffile), PNG (Pillow; 16-bit via our own encoder), JPEG.
+
+:func:`atomic_output` is the one place that creates output files: it writes to a hidden temp
+file in the destination folder (``.NAME.XXXXXXXX.part``), fsyncs it and renames it over the
+destination with :func:`os.replace`, so a reader sees either the old file or the complete new
+one, never a partial file. On any exception (``KeyboardInterrupt`` included) the temp file is
+removed and the destination is untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from focusstack.errors import ImageWriteError, OutputExistsError, UsageError
+from focusstack.io.formats import OUTPUT_EXTENSIONS, OUTPUT_FORMATS, format_extensions
+from focusstack.io.png16 import encode_png16
+
+__all__ = ["atomic_output", "output_bit_depth", "write_image"]
+
+_JPEG_QUALITY = 95
+_JPEG_MAX_EXIF = 65533 - 6  # one APP1 segment; larger EXIF blocks are dropped for JPEG
+_OVERWRITE_FIX = "pass --overwrite to replace it, or choose another output name"
+
+
+# --------------------------------------------------------------------------------------------
+# output policy
+
+
+def _output_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    fmt = OUTPUT_FORMATS.get(suffix)
+    if fmt is None:
+        raise UsageError(
+            f"{path}: unsupported output type {suffix or '(no suffix)'}",
+            expected=f"one of {format_extensions(OUTPUT_EXTENSIONS)}",
+            actual=repr(suffix or path.name),
+            fix="name the output with .tif (16-bit capable), .png or .jpg",
+        )
+    return fmt
+
+
+def output_bit_depth(output_path: str | os.PathLike[str], input_bit_depths: Sequence[int]) -> int:
+    """The bit depth to write ``output_path`` with, from the inputs' bit depths.
+
+    Args:
+        output_path: the output file; only its suffix matters.
+        input_bit_depths: each frame's bit depth (8, 16, or 32 for float TIFF headers);
+            RAW frames report 16.
+
+    Returns:
+        ``.tif``/``.tiff`` and ``.png``: 16 if any input has more than 8 bits, else 8.
+        ``.jpg``/``.jpeg``: 8 (JPEG has no 16-bit mode).
+
+    Raises:
+        UsageError: an unsupported output suffix (the message lists the supported ones) or a
+            bit depth other than 8, 16 or 32.
+    """
+    fmt = _output_format(Path(output_path))
+    depths = [int(d) for d in input_bit_depths]
+    bad = [d for d in depths if d not in (8, 16, 32)]
+    if bad:
+        raise UsageError(
+            f"{output_path}: unexpected input bit depth",
+            expected="8, 16 or 32",
+            actual=", ".join(map(str, bad)),
+        )
+    if fmt == "jpeg":
+        return 8
+    return 16 if any(d > 8 for d in depths) else 8
+
+
+# --------------------------------------------------------------------------------------------
+# atomic output
+
+
+def _write_error(exc: OSError, path: Path, folder: Path) -> ImageWriteError:
+    code = exc.errno
+    reason = exc.strerror or str(exc)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return ImageWriteError(
+            f"{path}: not enough disk space to write the output",
+            expected=f"free space in {folder}",
+            actual=reason,
+            fix=f"free space on the disk holding {folder}, or write the output elsewhere",
+        )
+    if code in (errno.EACCES, errno.EPERM) or isinstance(exc, PermissionError):
+        return ImageWriteError(
+            f"{path}: cannot write to folder {folder}",
+            expected="a folder you may write to",
+            actual=reason,
+            fix=f"choose a writable folder, or fix the permissions of {folder} (chmod u+w)",
+        )
+    if code == errno.EROFS:
+        return ImageWriteError(
+            f"{path}: folder {folder} is on a read-only file system",
+            actual=reason,
+            fix="write the output to a writable disk",
+        )
+    return ImageWriteError(
+        f"{path}: cannot write the output",
+        actual=reason,
+        fix=f"check the folder {folder} (exists, writable, disk healthy) or write elsewhere",
+    )
+
+
+def _is_protected(path: Path, protected: Iterable[str | os.PathLike[str]]) -> bool:
+    target = path.resolve()
+    for item in protected:
+        other = Path(item)
+        if other.resolve() == target:
+            return True
+        try:
+            if path.exists() and other.exists() and os.path.samefile(path, other):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _check_target(path: Path, overwrite: bool, protected: Iterable[str | os.PathLike[str]]) -> Path:
+    """Refuse inputs as outputs, existing files without ``overwrite``, missing folders.
+
+    Returns the destination folder.
+    """
+    if _is_protected(path, protected):
+        raise OutputExistsError(
+            f"{path}: the output is one of the input frames",
+            expected="an output name different from every input",
+            actual=str(path),
+            fix="choose another output name (focusstack never overwrites its inputs, "
+            "not even with --overwrite)",
+        )
+    folder = path.parent
+    if os.path.lexists(path):
+        if os.path.isdir(path):
+            raise ImageWriteError(
+                f"{path}: the output is a folder",
+                expected="a file name such as stacked.tif",
+                actual="an existing folder",
+                fix="give a file name inside that folder",
+            )
+        if not overwrite:
+            raise OutputExistsError(f"{path}: output exists", fix=_OVERWRITE_FIX)
+    if not folder.is_dir():
+        raise ImageWriteError(
+            f"{path}: output folder {folder} does not exist",
+            expected="an existing folder",
+            actual="missing" if not folder.exists() else "not a folder",
+            fix=f"create it first (mkdir -p {folder}) or choose another output path",
+        )
+    return folder
+
+
+@contextmanager
+def atomic_output(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    protected: Iterable[str | os.PathLike[str]] = (),
+) -> Iterator[Path]:
+    """Write a file atomically: yield a temp path, then rename it to ``path``.
+
+    The caller writes the whole file to the yielded path (any writer that takes a file name).
+    When the ``with`` block ends normally the temp file is fsynced and renamed over ``path``
+    (``os.replace``, atomic on POSIX); on any exception, ``KeyboardInterrupt`` included, the
+    temp file is deleted, ``path`` is left as it was and the exception propagates (an
+    ``OSError`` as :class:`ImageWriteError`).
+
+    Args:
+        path: the destination file. Its folder must exist.
+        overwrite: replace an existing ``path``; without it an existing file is an error.
+        protected: paths that must never be written (the input frames); compared after
+            resolving symlinks and ``..``, and by inode when both exist.
+
+    Yields:
+        The temp path: ``.<name>.<8 hex digits>.part`` in the destination folder, already
+        created (empty), so the folder is known to be writable.
+
+    Raises:
+        OutputExistsError: ``path`` is one of ``protected``, or exists and not ``overwrite``.
+        ImageWriteError: the folder is missing or not writable, the disk is full, any other
+            OS error while writing, syncing or renaming.
+    """
+    path = Path(path)
+    protected = tuple(protected)
+    folder = _check_target(path, overwrite, protected)
+    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.part"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        os.close(fd)
+    except OSError as exc:
+        raise _write_error(exc, path, folder) from exc
+    committed = False
+    try:
+        try:
+            yield tmp
+            _fsync_path(tmp)
+            if os.path.lexists(path):
+                if not overwrite:  # appeared while we were writing
+                    raise OutputExistsError(f"{path}: output exists", fix=_OVERWRITE_FIX)
+                _copy_mode(path, tmp)
+            os.replace(tmp, path)
+            committed = True
+        except OSError as exc:
+            raise _write_error(exc, path, folder) from exc
+        _fsync_dir(folder)
+    finally:
+        if not committed:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; best effort (not every file system supports it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _copy_mode(src: Path, dst: Path) -> None:
+    """Keep the permissions of the file being replaced (best effort)."""
+    try:
+        os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode))
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+def _quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
+    """``(H, W, 3) float in [0, 1]`` -> uint8/uint16, clipped, rounded with ``np.rint``."""
+    top = 255.0 if bit_depth == 8 else 65535.0
+    work = np.clip(pixels, 0.0, 1.0, dtype=np.float32)
+    work *= np.float32(top)
+    np.rint(work, out=work)
+    return work.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def _validate_pixels(path: Path, pixels: object) -> np.ndarray:
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageWriteError(
+            f"{path}: cannot write these pixels",
+            expected="an (H, W, 3) array",
+            actual=str(getattr(pixels, "shape", type(pixels).__name__)),
+        )
+    if pixels.dtype.kind != "f":
+        raise ImageWriteError(
+            f"{path}: cannot write these pixels",
+            expected="floating-point values in [0, 1] (float32)",
+            actual=str(pixels.dtype),
+        )
+    if pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        raise ImageWriteError(
+            f"{path}: cannot write an empty image", expected="at least 1x1", actual=str(pixels.shape)
+        )
+    if not np.isfinite(np.sum(pixels, dtype=np.float64)):
+        raise ImageWriteError(
+            f"{path}: the image to write contains NaN or infinity",
+            expected="finite values in [0, 1]",
+            actual=f"{int(np.count_nonzero(~np.isfinite(pixels))):,} NaN/inf samples",
+            fix="this is a bug in the stacking step; please report it with --debug output",
+        )
+    return pixels
+
+
+def _encode_png(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
+    if data.dtype == np.uint16:
+        with open(tmp, "wb") as fp:
+            encode_png16(fp, data, icc=icc, exif=exif)
+        return
+    params: dict[str, object] = {"compress_level": 6}
+    if icc:
+        params["icc_profile"] = icc
+    if exif:
+        params["exif"] = exif
+    Image.fromarray(data, "RGB").save(tmp, format="PNG", **params)
+
+
+def _encode_jpeg(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
+    params: dict[str, object] = {"quality": _JPEG_QUALITY, "subsampling": 0, "optimize": True}
+    if icc:
+        params["icc_profile"] = icc
+    if exif:
+        body = exif if exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + exif
+        if len(body) <= _JPEG_MAX_EXIF:  # an oversized block does not fit one APP1 segment
+            params["exif"] = body
+    Image.fromarray(data, "RGB").save(tmp, format="JPEG", **params)
+
+
+def _encode_tiff(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
+    import tifffile
+
+    # EXIF is not written to TIFF: it would need its own IFD with offsets patched into the
+    # main one, which tifffile does not do for us. Size, colour profile and pixels are kept.
+    tifffile.imwrite(
+        tmp,
+        data,
+        photometric="rgb",
+        planarconfig="contig",
+        compression="zlib",
+        predictor=True,
+        iccprofile=icc or None,
+        metadata=None,
+        software="focusstack",
+    )
+
+
+_ENCODERS = {"png": _encode_png, "jpeg": _encode_jpeg, "tiff": _encode_tiff}
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    pixels: np.ndarray,
+    *,
+    bit_depth: int,
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+    overwrite: bool = False,
+    protected: Iterable[str | os.PathLike[str]] = (),
+) -> Path:
+    """Write an RGB image atomically (see :func:`atomic_output`).
+
+    Args:
+        path: output file; ``.tif``/``.tiff`` (tifffile, deflate-compressed), ``.png`` (8-bit
+            through Pillow, 16-bit through our own encoder) or ``.jpg``/``.jpeg`` (Pillow,
+            quality 95, no chroma subsampling).
+        pixels: ``(H, W, 3) float32 in [0, 1]``, RGB (any float dtype is accepted). Values are
+            clipped to ``[0, 1]`` and rounded with ``np.rint``; NaN/inf is an error.
+        bit_depth: 8 or 16 (16 only for TIFF and PNG); see :func:`output_bit_depth`.
+        exif: EXIF block (Pillow's bytes, ``b"Exif\\0\\0..."``) to keep, or ``None``. Written to
+            JPEG and PNG; not to TIFF.
+        icc: ICC profile bytes to embed, or ``None``. Written to every format.
+        overwrite: replace an existing output.
+        protected: the input frames; the output may never be one of them.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        UsageError: unsupported suffix, bit depth not 8/16, 16 bits for JPEG.
+        OutputExistsError: ``path`` exists and not ``overwrite``, or ``path`` is an input.
+        ImageWriteError: bad pixels, missing or unwritable folder, full disk, other OS errors.
+    """
+    path = Path(path)
+    protected = tuple(protected)
+    fmt = _output_format(path)
+    if bit_depth not in (8, 16) or isinstance(bit_depth, bool):
+        raise UsageError(f"{path}: unsupported output bit depth", expected="8 or 16", actual=repr(bit_depth))
+    if fmt == "jpeg" and bit_depth != 8:
+        raise UsageError(
+            f"{path}: JPEG cannot hold 16-bit images",
+            expected="bit depth 8 for .jpg/.jpeg",
+            actual=str(bit_depth),
+            fix="write a .tif or .png for 16-bit output",
+        )
+    for name, blob in (("exif", exif), ("icc", icc)):
+        if blob is not None and not isinstance(blob, (bytes, bytearray)):
+            raise ImageWriteError(f"{path}: {name} must be bytes or None", actual=type(blob).__name__)
+    pixels = _validate_pixels(path, pixels)
+    _check_target(path, overwrite, protected)  # fail before the work of quantising
+    data = _quantize(pixels, bit_depth)
+    with atomic_output(path, overwrite=overwrite, protected=protected) as tmp:
+        _ENCODERS[fmt](tmp, data, bytes(exif) if exif else None, bytes(icc) if icc else None)
+    return path

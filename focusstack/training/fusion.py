@@ -1,0 +1,203 @@
+"""``focusstack train fusion``: train the Fusion U-Net on cached TAEF2 latents.
+
+Recipe (VAEEDOF section 3, adapted to a CPU budget): AdamW, EMA of the weights (used for
+validation and shipped), L1 loss on latents, bf16 autocast with channels_last on CPUs that
+support it. Checkpoints are safetensors plus a JSON state, written every ``ckpt_every`` steps
+and on exit, so a run resumes where it stopped (also after Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from focusstack.backends.torch_backend import TorchBackend, cpu_has_fast_bf16
+from focusstack.metrics import psnr, ssim
+from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
+from focusstack.networks.weights import load_vae, resolve_vae_dir, save_model_dir
+from focusstack.progress import progress_bar
+from focusstack.training.data import LatentPatches, cache_latents, list_samples, read_rgb
+
+
+@dataclass(frozen=True)
+class TrainFusionConfig:
+    data: Path
+    out: Path
+    steps: int = 4000
+    batch_size: int = 8
+    crop: int = 32  # latent px (x8 image px)
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 100
+    ema_decay: float = 0.999
+    ckpt_every: int = 250
+    val_every: int = 500
+    val_samples: int = 16
+    seed: int = 0
+    channels: tuple[int, int, int] = (128, 192, 256)
+    head: str = "select_residual"
+    vae_weights: Path | None = None
+    export: Path | None = None  # models/fusion: written at the end from the EMA weights
+    show_progress: bool = True
+    threads: int = 0  # 0: torch default
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"{pid}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _unflatten_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(folder: Path, step: int, model, ema, opt, gen_state: torch.Tensor, log: list) -> None:  # noqa: ANN001
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".tmp"
+    tmp.mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
+    ot, ometa = _flatten_optimizer(opt)
+    ot["__rng__"] = gen_state
+    save_file({k: v.contiguous() for k, v in ot.items()}, str(tmp / "optim.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "optim": ometa, "log": log}, indent=1))
+    for name in ("model.safetensors", "ema.safetensors", "optim.safetensors", "state.json"):
+        (tmp / name).replace(folder / name)
+
+
+def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype) -> dict:  # noqa: ANN001
+    """PSNR/SSIM of the EMA model on validation samples, with the VAE ceiling and baselines."""
+    rows = []
+    ema.eval()
+    for ref, f in zip(refs, files):
+        d = load_file(str(f))
+        z, zgt = d["frames"].float(), d["gt"].float()
+        k = z.shape[0]
+        idx = torch.arange(ema.cfg.frames) % k
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            fused = ema(z[idx][None]).float()
+        pred = vae_backend.decode(fused.numpy())[0].transpose(1, 2, 0)
+        ceil = vae_backend.decode(zgt[None].numpy())[0].transpose(1, 2, 0)
+        gt = read_rgb(ref.folder / "gt.png")[: pred.shape[0], : pred.shape[1]]
+        frames = [read_rgb(p)[: pred.shape[0], : pred.shape[1]] for p in ref.frame_paths()]
+        mean = np.mean(frames, axis=0)
+        best = max(psnr(fr, gt) for fr in frames)
+        rows.append(
+            {
+                "psnr": psnr(pred, gt),
+                "ssim": ssim(pred, gt),
+                "ceiling_psnr": psnr(ceil, gt),
+                "ceiling_ssim": ssim(ceil, gt),
+                "mean_psnr": psnr(mean, gt),
+                "mean_ssim": ssim(mean, gt),
+                "best_frame_psnr": best,
+                "latent_l1": float((fused[0] - zgt).abs().mean()),
+            }
+        )
+    ema.train()
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows)}
+
+
+def train_fusion(cfg: TrainFusionConfig) -> dict:
+    """Train (or resume) and return a summary. See the module docstring."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    vae = load_vae(resolve_vae_dir(cfg.vae_weights))
+    backend = TorchBackend(vae, None, device="cpu", precision="bf16" if dtype == torch.bfloat16 else "fp32")
+
+    train_refs = list_samples(cfg.data, "train")
+    val_refs = list_samples(cfg.data, "val")[: cfg.val_samples]
+    with progress_bar("encoding latents", enabled=cfg.show_progress) as upd:
+        train_files = cache_latents(train_refs, out / "latents", backend, on_sample=upd)
+        val_files = cache_latents(val_refs, out / "latents", backend, on_sample=upd)
+
+    arch = FusionUNetConfig(channels=cfg.channels, head=cfg.head)
+    arch.save(out / "config.json")
+    torch.manual_seed(cfg.seed)
+    model = FusionUNet(arch).to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    data = LatentPatches(train_files, arch.frames, cfg.crop, cfg.seed)
+    step, log = 0, []
+    ckpt = out / "checkpoint"
+    if (ckpt / "state.json").is_file():
+        state = json.loads((ckpt / "state.json").read_text())
+        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
+        ot = load_file(str(ckpt / "optim.safetensors"))
+        data.gen.set_state(ot.pop("__rng__"))
+        _unflatten_optimizer(opt, ot, state["optim"])
+        step, log = state["step"], state["log"]
+
+    def lr_at(s: int) -> float:
+        if s < cfg.warmup:
+            return cfg.lr * (s + 1) / cfg.warmup
+        p = (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+    t_start, losses = time.perf_counter(), []
+    wall_before = log[-1]["wall_s"] if log else 0.0
+    try:
+        with progress_bar("training", enabled=cfg.show_progress) as upd:
+            while step < cfg.steps:
+                x, y = data.draw(cfg.batch_size)
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step)
+                with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                    pred = model(x.flatten(1, 2).contiguous(memory_format=torch.channels_last))
+                loss = F.l1_loss(pred.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                d = min(cfg.ema_decay, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters()):
+                        pe.lerp_(pm, 1 - d)
+                step += 1
+                losses.append(float(loss))
+                upd(step, cfg.steps)
+                if step % cfg.val_every == 0 or step == cfg.steps:
+                    metrics = evaluate(ema, backend, val_refs, val_files, dtype)
+                    entry = {"step": step, "loss": float(np.mean(losses[-100:])), "wall_s": wall_before + time.perf_counter() - t_start} | metrics
+                    log.append(entry)
+                    (out / "log.jsonl").open("a").write(json.dumps(entry) + "\n")
+                if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                    if not log or log[-1]["step"] != step:
+                        log.append({"step": step, "loss": float(np.mean(losses[-100:])), "wall_s": wall_before + time.perf_counter() - t_start})
+                    save_checkpoint(ckpt, step, model, ema, opt, data.gen.get_state(), log)
+    except KeyboardInterrupt:
+        save_checkpoint(ckpt, step, model, ema, opt, data.gen.get_state(), log)
+        raise
+    summary = {
+        "steps": step,
+        "train_samples": len(train_files),
+        "val_samples": len(val_files),
+        "wall_s": round(wall_before + time.perf_counter() - t_start, 1),
+        "last": log[-1] if log else {},
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+    }
+    if cfg.export is not None:
+        save_model_dir(ema, arch.to_dict(), Path(cfg.export), metadata={"trained_steps": step, "recipe": "focusstack train fusion"})
+        (Path(cfg.export) / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from focusstack.config import TileConfig
+from focusstack.errors import ConfigError
+from focusstack.tiling import Tile, blend_tiles, extract, mirror_index, plan_tiles, tile_mask, tile_origins, weight_sum
+
+
+@pytest.mark.parametrize("length,tile,stride", [(512, 512, 384), (1000, 512, 384), (1300, 256, 192), (100, 512, 384), (2048, 512, 384)])
+def test_origins_cover_axis(length, tile, stride):
+    o = tile_origins(length, tile, stride)
+    covered = np.zeros(length, bool)
+    for s in o:
+        covered[s : s + tile] = True
+    assert covered.all()
+    assert o[0] == 0 and all(s + min(tile, length) <= length for s in o)
+
+
+@pytest.mark.parametrize("h,w,tile", [(512, 512, 512), (700, 1111, 256), (1000, 1000, 512), (130, 97, 128), (2048, 1536, 512)])
+def test_blend_weights_sum_to_one(h, w, tile):
+    cfg = TileConfig(tile=tile)
+    tiles = plan_tiles(h, w, cfg)
+    m = cfg.margin
+    norm = weight_sum(tiles, h, w, cfg)
+    total = np.zeros((h + 2 * m, w + 2 * m))
+    for t in tiles:
+        ys, xs = slice(t.y + m, t.y + m + t.h), slice(t.x + m, t.x + m + t.w)
+        total[ys, xs] += tile_mask(t, h, w, cfg) / norm[ys, xs]
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    assert norm.min() > 0
+
+
+def test_mask_is_a_gradient_in_the_overlap():
+    cfg = TileConfig(tile=256)  # overlap 64 px, dead zone 16 px
+    tiles = plan_tiles(1000, 1000, cfg)
+    inner = [t for t in tiles if t.y > 0 and t.x > 0 and t.y + t.h < 1000 and t.x + t.w < 1000][0]
+    mask = tile_mask(inner, 1000, 1000, cfg)
+    row = mask[mask.shape[0] // 2]
+    assert row[:16].max() < 0.02  # the dead zone at the patch edge
+    assert row[len(row) // 2] == 1.0
+    assert np.all(np.diff(row[16:64]) > 0)  # then a gradient
+    edge = tiles[0]  # a patch on the canvas border has no ramp on that side
+    assert tile_mask(edge, 1000, 1000, cfg)[0, 100] == 1.0
+
+
+def test_blend_of_pointwise_process_is_exact():
+    rng = np.random.default_rng(0)
+    img = rng.random((300, 410, 3), dtype=np.float32)
+    cfg = TileConfig(tile=128)
+    out = blend_tiles(300, 410, cfg, lambda t: extract(img, t)[: t.h, : t.w] * 0.5 + 0.1)
+    np.testing.assert_allclose(out, img * 0.5 + 0.1, atol=1e-6)
+
+
+def test_small_image_is_one_padded_tile():
+    tiles = plan_tiles(100, 70, TileConfig(tile=512))  # canvas 164 x 134 with the margin
+    assert len(tiles) == 1
+    t = tiles[0]
+    assert (t.y, t.x, t.h, t.w, t.ph, t.pw) == (-32, -32, 164, 134, 192, 192)
+
+
+def test_extract_mirrors_outside_the_image():
+    img = np.arange(5 * 4).reshape(5, 4, 1).astype(np.float32)
+    p = extract(img, Tile(-2, -1, 9, 6, 9, 6))
+    assert p.shape == (9, 6, 1)
+    assert p[2, 1, 0] == img[0, 0, 0]  # the image's corner
+    assert p[1, 1, 0] == img[0, 0, 0] and p[0, 1, 0] == img[1, 0, 0]  # mirrored rows
+    assert p[2, 0, 0] == img[0, 0, 0]  # mirrored column
+    assert p[8, 5, 0] == img[3, 3, 0]  # row 6 mirrors to 3, column 4 to 3
+
+
+@pytest.mark.parametrize("bad", [0, 63, 100, -64])
+def test_bad_tile_size_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="--tile"):
+        TileConfig(tile=bad)
