@@ -42,7 +42,7 @@ class FusionUNetConfig:
 
     frames: int = 7
     latent_channels: int = 32
-    channels: tuple[int, int, int] = (128, 192, 256)
+    channels: tuple[int, int, int] = (64, 128, 192)
     attention_heads: int = 4
     groups: int = 32
     head: str = "select_residual"

@@ -43,12 +43,15 @@ class TrainFusionConfig:
     val_every: int = 500
     val_samples: int = 16
     seed: int = 0
-    channels: tuple[int, int, int] = (128, 192, 256)
+    channels: tuple[int, int, int] = (64, 128, 192)
     head: str = "select_residual"
     vae_weights: Path | None = None
     export: Path | None = None  # models/fusion: written at the end from the EMA weights
     show_progress: bool = True
     threads: int = 0  # 0: torch default
+    #: Training arithmetic. fp32 is faster than bf16 autocast for these small latent patches
+    #: on this CPU (0.40 s against 0.69 s a step, measured); the encoder still runs bf16.
+    precision: str = "fp32"
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -84,6 +87,8 @@ def save_checkpoint(folder: Path, step: int, model, ema, opt, gen_state: torch.T
 
 def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype) -> dict:  # noqa: ANN001
     """PSNR/SSIM of the EMA model on validation samples, with the VAE ceiling and baselines."""
+    if not refs:
+        return {"n": 0}
     rows = []
     ema.eval()
     for ref, f in zip(refs, files):
@@ -121,9 +126,9 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
     vae = load_vae(resolve_vae_dir(cfg.vae_weights))
-    backend = TorchBackend(vae, None, device="cpu", precision="bf16" if dtype == torch.bfloat16 else "fp32")
+    backend = TorchBackend(vae, None, device="cpu", precision="bf16" if cpu_has_fast_bf16() else "fp32")
 
     train_refs = list_samples(cfg.data, "train")
     val_refs = list_samples(cfg.data, "val")[: cfg.val_samples]
