@@ -48,12 +48,15 @@ def list_samples(data: Path, split: str | None = None) -> list[SampleRef]:
             f"{data} has no manifest.json",
             fix="point --data at a folder written by `focusstack render-dataset`",
         )
-    entries = json.loads(manifest.read_text())["samples"]
+    splits = {e["id"]: e["split"] for e in json.loads(manifest.read_text()).get("samples", [])}
     refs = []
-    for e in entries:
-        folder = data / "samples" / e["id"]
-        if (folder / "meta.json").is_file() and (split is None or e["split"] == split):
-            refs.append(SampleRef(e["id"], e["split"], folder))
+    # finished samples (meta.json is written last); a dataset still being rendered lists them
+    # in its manifest only at the end, so the split is read from each meta.json when missing
+    for meta in sorted((data / "samples").glob("*/meta.json")):
+        sid = meta.parent.name
+        s = splits.get(sid) or json.loads(meta.read_text()).get("split", "train")
+        if split is None or s == split:
+            refs.append(SampleRef(sid, s, meta.parent))
     return refs
 
 
