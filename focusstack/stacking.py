@@ -8,6 +8,7 @@ once, and goes on past a bad stack.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,15 @@ from pathlib import Path
 
 from focusstack.config import MAX_FRAMES, FuseConfig
 from focusstack.engines.vaeedof import VAEEDOFEngine
-from focusstack.errors import BatchError, FocusstackError, OutputExistsError, UsageError, WeightsError, classify
+from focusstack.errors import (
+    BatchError,
+    FocusstackError,
+    ImageWriteError,
+    OutputExistsError,
+    UsageError,
+    WeightsError,
+    classify,
+)
 from focusstack.io import check_stack, collect_stack, output_bit_depth, read_image, write_image
 from focusstack.progress import peak_memory_mb, progress_bar
 
@@ -65,6 +74,17 @@ def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None
         )
     if output.exists() and output.is_dir():
         raise UsageError(f"the output {output} is a folder", fix="give a file name such as fused.tif")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageWriteError(
+            f"the output folder {parent} does not exist",
+            fix=f"create it first (mkdir -p {parent}) or choose another output path",
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ImageWriteError(
+            f"the output folder {parent} is not writable",
+            fix="choose a folder you can write to, or fix its permissions",
+        )
 
 
 def fuse_stack(
@@ -137,7 +157,9 @@ class BatchResult:
         return asdict(self)
 
 
-def fuse_batch(root: Path, outdir: Path, config: FuseConfig = FuseConfig(), *, ext: str = ".tif") -> BatchResult:
+def fuse_batch(
+    root: Path, outdir: Path, config: FuseConfig = FuseConfig(), *, ext: str = ".tif", resume: bool = True
+) -> BatchResult:
     """Fuse every subfolder of ``root`` into ``outdir/<name><ext>``.
 
     Existing outputs are skipped (resume) unless ``config.overwrite``. A failing stack is
@@ -152,6 +174,13 @@ def fuse_batch(root: Path, outdir: Path, config: FuseConfig = FuseConfig(), *, e
         raise UsageError(f"--batch {root} has no subfolders", fix="put each stack in its own subfolder of ROOT")
     if not ext.startswith("."):
         ext = "." + ext
+    if not resume and not config.overwrite:
+        existing = [d.name for d in stacks if (outdir / f"{d.name}{ext}").exists()]
+        if existing:
+            raise OutputExistsError(
+                f"--no-resume: {len(existing)} outputs exist in {outdir} ({', '.join(existing[:5])})",
+                fix="drop --no-resume to skip them, or pass --overwrite to replace them",
+            )
     outdir.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
     engine: VAEEDOFEngine | None = None

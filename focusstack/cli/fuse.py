@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option(_D.precision, "--precision", help=f"{' | '.join(PRECISIONS)}; auto is bf16 on CPUs with native bf16, fp16/bf16 on CUDA, else fp32."),
         tile: int = typer.Option(_T.tile, "--tile", help="Patch size in px (multiple of 64); patches overlap by a quarter."),
         overwrite: bool = typer.Option(_D.overwrite, "--overwrite", help="Replace an existing output (never an input)."),
+        resume: bool = typer.Option(True, "--resume/--no-resume", help="--batch: skip stacks whose output exists (the default). --no-resume refuses to start if any output exists, unless --overwrite."),
         ext: str = typer.Option("tif", "--ext", help="Output extension in --batch mode: tif | png | jpg."),
         vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help=f"Folder with taef2_encoder.pth and taef2_decoder.pth (else ${VAE_DIR_ENV}, cache, download).", show_default=False),
         fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Folder with the Fusion U-Net's model.safetensors + config.json (else ${FUSION_DIR_ENV} or models/fusion).", show_default=False),
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
                 if inputs:
                     raise UsageError("give either INPUT... or --batch ROOT, not both", fix="drop INPUT or --batch")
                 try:
-                    result = fuse_batch(batch, output, config, ext=ext)
+                    result = fuse_batch(batch, output, config, ext=ext, resume=resume)
                 except BatchError as exc:
                     if json_out:
                         print_json(exc.result.to_dict())  # type: ignore[attr-defined]

@@ -25,6 +25,8 @@ def fusion(
     crop: int = typer.Option(None, "--crop", help="Latent patch size (image px / 8).", show_default=False),
     lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate.", show_default=False),
     val_every: int = typer.Option(None, "--val-every", help="Validate the EMA weights every N steps.", show_default=False),
+    max_train_samples: int = typer.Option(None, "--max-train-samples", help="Use only the first N training samples (0: all).", show_default=False),
+    val_samples: int = typer.Option(None, "--val-samples", help="Validation samples scored during training.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fusion).", show_default=False),
     vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help="TAEF2 folder (else $FOCUSSTACK_VAE_DIR, cache, download).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
@@ -35,7 +37,7 @@ def fusion(
     from focusstack.training.fusion import TrainFusionConfig, train_fusion
 
     with handle_errors(debug):
-        given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every).items() if v is not None}
+        given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples).items() if v is not None}
         cfg = TrainFusionConfig(data=data, out=out, export=export, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
         summary = train_fusion(cfg)
         if json_out:

@@ -42,6 +42,7 @@ class TrainFusionConfig:
     ckpt_every: int = 250
     val_every: int = 500
     val_samples: int = 16
+    max_train_samples: int = 0  # 0: every training sample of the dataset
     seed: int = 0
     channels: tuple[int, int, int] = (64, 128, 192)
     head: str = "select_residual"
@@ -131,6 +132,8 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
     backend = TorchBackend(vae, None, device="cpu", precision="bf16" if cpu_has_fast_bf16() else "fp32")
 
     train_refs = list_samples(cfg.data, "train")
+    if cfg.max_train_samples:
+        train_refs = train_refs[: cfg.max_train_samples]
     val_refs = list_samples(cfg.data, "val")[: cfg.val_samples]
     with progress_bar("encoding latents", enabled=cfg.show_progress) as upd:
         train_files = cache_latents(train_refs, out / "latents", backend, on_sample=upd)
