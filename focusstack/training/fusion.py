@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from focusstack.backends.torch_backend import TorchBackend, cpu_has_fast_bf16
 from focusstack.metrics import psnr, ssim
 from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
-from focusstack.networks.weights import load_vae, resolve_vae_dir, save_model_dir
+from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir, save_model_dir
 from focusstack.progress import progress_bar
 from focusstack.training.data import LatentPatches, cache_latents, list_samples, read_rgb
 
@@ -43,6 +43,9 @@ class TrainFusionConfig:
     val_every: int = 500
     val_samples: int = 16
     max_train_samples: int = 0  # 0: every training sample of the dataset
+    #: Start from an exported model folder (e.g. models/fusion) instead of random weights, when
+    #: the run has no checkpoint yet: how a later session continues a shipped model.
+    init: Path | None = None
     seed: int = 0
     channels: tuple[int, int, int] = (64, 128, 192)
     head: str = "select_residual"
@@ -139,10 +142,17 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
         train_files = cache_latents(train_refs, out / "latents", backend, on_sample=upd)
         val_files = cache_latents(val_refs, out / "latents", backend, on_sample=upd)
 
-    arch = FusionUNetConfig(channels=cfg.channels, head=cfg.head)
-    arch.save(out / "config.json")
     torch.manual_seed(cfg.seed)
-    model = FusionUNet(arch).to(memory_format=torch.channels_last)
+    init_steps = 0
+    if cfg.init is not None:
+        loaded = load_fusion(cfg.init, require_trained=False)
+        model, arch = loaded.model.requires_grad_(True), loaded.model.cfg
+        init_steps = int(loaded.metadata.get("trained_steps", "0") or 0)
+    else:
+        arch = FusionUNetConfig(channels=cfg.channels, head=cfg.head)
+        model = FusionUNet(arch)
+    arch.save(out / "config.json")
+    model = model.train().to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     data = LatentPatches(train_files, arch.frames, cfg.crop, cfg.seed)
@@ -206,6 +216,6 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
     if cfg.export is not None:
-        save_model_dir(ema, arch.to_dict(), Path(cfg.export), metadata={"trained_steps": step, "recipe": "focusstack train fusion"})
+        save_model_dir(ema, arch.to_dict(), Path(cfg.export), metadata={"trained_steps": init_steps + step, "recipe": "focusstack train fusion"})
         (Path(cfg.export) / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

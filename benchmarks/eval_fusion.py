@@ -1,0 +1,44 @@
+"""Score a trained Fusion U-Net on the validation split of a rendered dataset.
+
+    python benchmarks/eval_fusion.py --data DATASET --run RUN [--model models/fusion] [--limit N]
+
+Uses the latents cached by `focusstack train fusion` in RUN/latents (encoding the missing ones),
+fuses each sample's full 512 px latent in one piece, decodes, and compares with the GT image:
+PSNR and SSIM, the VAE round-trip ceiling (GT encoded then decoded), and two baselines, the mean
+of the frames and the best single frame. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from focusstack.backends.torch_backend import TorchBackend, cpu_has_fast_bf16
+from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
+from focusstack.training.data import cache_latents, list_samples
+from focusstack.training.fusion import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "fusion")
+    ap.add_argument("--limit", type=int, default=0)
+    args = ap.parse_args()
+    vae = load_vae(resolve_vae_dir())
+    backend = TorchBackend(vae, None, device="cpu", precision="bf16" if cpu_has_fast_bf16() else "fp32")
+    refs = list_samples(args.data, "val")[: args.limit or None]
+    files = cache_latents(refs, args.run / "latents", backend)
+    model = load_fusion(args.model).model
+    metrics = evaluate(model, backend, refs, files, torch.float32)
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
