@@ -12,7 +12,7 @@ from pathlib import Path
 
 from focusstack.errors import ConfigError
 
-ENGINES = ("vaeedof",)
+ENGINES = ("vaeedof", "decision")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Most frames the Fusion U-Net takes at once (VAEEDOF, section 3).

@@ -13,9 +13,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from focusstack.config import MAX_FRAMES, FuseConfig
 from focusstack.engines.vaeedof import VAEEDOFEngine
+
+if TYPE_CHECKING:
+    from focusstack.engines.decision import DecisionEngine
+
+    Engine = VAEEDOFEngine | DecisionEngine
 from focusstack.errors import (
     BatchError,
     FocusstackError,
@@ -48,8 +54,12 @@ class FuseResult:
         return asdict(self)
 
 
-def build_engine(config: FuseConfig) -> VAEEDOFEngine:
+def build_engine(config: FuseConfig) -> Engine:
     """Resolve and load the weights for ``config.engine`` and wrap them in a backend."""
+    if config.engine == "decision":
+        from focusstack.engines.decision import DecisionEngine
+
+        return DecisionEngine()
     from focusstack.backends.torch_backend import TorchBackend
     from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
 
@@ -92,7 +102,7 @@ def fuse_stack(
     output: Path,
     config: FuseConfig = FuseConfig(),
     *,
-    engine: VAEEDOFEngine | None = None,
+    engine: Engine | None = None,
 ) -> FuseResult:
     """Fuse one stack (a folder, or 2 to 7 files) into ``output`` and return a summary."""
     t0 = time.perf_counter()
@@ -130,7 +140,7 @@ def fuse_stack(
     )
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    backend = engine.backend
+    backend = getattr(engine, "backend", engine)  # the decision engine has no networks
     return FuseResult(
         inputs=[str(p) for p in paths],
         output=str(output),
@@ -183,7 +193,7 @@ def fuse_batch(
             )
     outdir.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
-    engine: VAEEDOFEngine | None = None
+    engine: Engine | None = None
     for stack in stacks:
         out = outdir / f"{stack.name}{ext}"
         if out.exists() and not config.overwrite:

@@ -1,0 +1,599 @@
+"""The decision engine: pick, for every pixel, the frame that is in focus there, and copy it.
+
+This is the *initial synthesis* of the transition-region paper (Liu et al., "Focus Stacking with
+High Fidelity and Superior Visual Effects", Eq. 9, ``R_init = M f + (1 - M) b``) generalised
+to ``K`` frames: ``R_init = sum_k M_k f_k`` with soft decision maps ``M_k >= 0``,
+``sum_k M_k = 1``. Away from the boundaries between decisions one ``M_k`` is exactly 1, so the
+output there *is* the source pixel, bit for bit (a 16-bit frame round-trips unchanged).
+
+Pipeline (each step is a function below; :class:`DecisionEngine` chains them):
+
+1. :func:`focus_measures` (``focusstack.engines.focus``): multi-scale log sum-modified-Laplacian
+   of every frame's luminance, ``(K, H, W)``.
+2. :func:`initial_decision`: argmax over frames, and the margin between the best and the
+   second-best measure (a mean log energy ratio, 0 where frames tie).
+3. :func:`consistency_check`: a margin-weighted majority filter; pixels with too little evidence
+   in their neighbourhood (flat regions: every frame shows the same flat colour) take the label
+   of the nearest decided pixel; regions smaller than ``min_region`` of the image are given to
+   their neighbours; a last plain majority filter smooths the boundaries.
+4. :func:`refine_weights`: one-hot maps of the labels, guided-filtered (He et al. 2010) with the
+   frames' mean luminance as guide inside a band around the label boundaries, so the soft
+   boundary follows image edges; exact 0/1 outside the band.
+5. :func:`decision_confidence`: per-pixel confidence in [0, 1] from the margin of the chosen
+   frame over the best other frame, smoothed, and capped by the largest soft weight, so
+   ``confidence == 1`` implies the output equals one source frame exactly.
+6. :func:`compose`: ``sum_k M_k f_k``.
+
+:func:`decision_steps` returns every intermediate map (for ``--save-steps`` style debugging).
+All arrays are numpy ``float32`` (maps) or ``uint8`` (labels); filters are cv2 on single planes,
+and at most a few ``(K, H, W)`` float32 stacks are alive at once (measures, then weights).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from focusstack.engines.focus import focus_measure, luminance
+from focusstack.progress import Advance
+
+_BORDER = cv2.BORDER_REFLECT_101
+#: Labels are uint8; 255 marks "undecided" inside :func:`consistency_check`.
+_UNDECIDED = 255
+MAX_DECISION_FRAMES = 254
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """Parameters of the decision engine. Sizes given as fractions scale with the image's
+    shorter side (or area), with a floor in pixels, so one setting serves 0.1 to 16 Mpx."""
+
+    #: Modified-Laplacian steps (px) of the focus measure, and its window at step 1 (px).
+    scales: tuple[int, ...] = (1, 2, 4)
+    window: int = 7
+    #: Noise std (in [0, 1] units) under which detail counts as noise (focus measure floor).
+    noise_sigma: float = 1.5 / 255.0
+    #: Radius of the margin-weighted majority filter, as a fraction of the shorter side.
+    majority: float = 0.01
+    #: Mean log energy ratio a neighbourhood needs to keep its own decision; below it the
+    #: pixel takes the nearest decided label (flat regions). 0 disables the fill.
+    min_evidence: float = 0.05
+    #: Connected regions of one label smaller than this fraction of the image are reassigned.
+    min_region: float = 0.005
+    #: Guided filter radius (fraction of the shorter side) and regularisation (guide in [0, 1]).
+    guide_radius: float = 0.008
+    guide_eps: float = 1e-3
+    #: Energy ratio between the chosen frame and the best other one at which confidence is 1.
+    confidence_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.scales or any(int(s) < 1 for s in self.scales):
+            raise ValueError(f"scales must be a non-empty tuple of steps >= 1, got {self.scales}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.noise_sigma <= 0:
+            raise ValueError(f"noise_sigma must be > 0, got {self.noise_sigma}")
+        for name in ("majority", "min_region", "guide_radius"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 0.5:
+                raise ValueError(f"{name} must be in [0, 0.5), got {v}")
+        if self.min_evidence < 0:
+            raise ValueError(f"min_evidence must be >= 0, got {self.min_evidence}")
+        if self.guide_eps <= 0:
+            raise ValueError(f"guide_eps must be > 0, got {self.guide_eps}")
+        if self.confidence_ratio <= 1.0:
+            raise ValueError(f"confidence_ratio must be > 1, got {self.confidence_ratio}")
+
+    def pixels(self, fraction: float, shape: tuple[int, int], floor: int) -> int:
+        """A radius given as a fraction of the shorter side, in pixels (at least ``floor``)."""
+        return max(floor, int(round(fraction * min(shape))))
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+
+
+def check_frames(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Validate a stack and return it as ``K x (H, W, 3)`` float32.
+
+    float arrays are used as they are (cast to float32 without a copy when already float32);
+    ``uint8`` and ``uint16`` arrays are scaled to [0, 1] by 255 and 65535.
+
+    Raises:
+        ValueError: no frames, more than 254, a frame not ``(H, W, 3)``, sizes that differ, or a
+            dtype that is neither float nor uint8/uint16.
+    """
+    if frames is None or len(frames) == 0:
+        raise ValueError("decision fusion needs at least one frame, got none")
+    if len(frames) > MAX_DECISION_FRAMES:
+        raise ValueError(f"decision fusion takes at most {MAX_DECISION_FRAMES} frames, got {len(frames)}")
+    out: list[np.ndarray] = []
+    shape = None
+    for i, f in enumerate(frames):
+        a = np.asarray(f)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise ValueError(f"frame {i} must be (H, W, 3) float32 in [0, 1], got shape {a.shape}")
+        if a.shape[0] < 1 or a.shape[1] < 1:
+            raise ValueError(f"frame {i} is empty, got shape {a.shape}")
+        if shape is None:
+            shape = a.shape
+        elif a.shape != shape:
+            raise ValueError(f"all frames must share one shape, frame 0 is {shape} and frame {i} is {a.shape}")
+        if a.dtype == np.uint8:
+            a = a.astype(np.float32) / np.float32(255.0)
+        elif a.dtype == np.uint16:
+            a = a.astype(np.float32) / np.float32(65535.0)
+        elif np.issubdtype(a.dtype, np.floating):
+            a = a.astype(np.float32, copy=False)
+        else:
+            raise ValueError(f"frame {i} must be float32 in [0, 1] (or uint8/uint16), got dtype {a.dtype}")
+        out.append(a)
+    return out
+
+
+def _check_stack(x: np.ndarray, name: str, ndim: int = 3) -> None:
+    if not isinstance(x, np.ndarray) or x.ndim != ndim:
+        shape = getattr(x, "shape", None)
+        want = "(K, H, W)" if ndim == 3 else "(H, W)"
+        raise ValueError(f"{name} must be a {want} array, got shape {shape}")
+
+
+# --------------------------------------------------------------------------------------------
+# step 2: argmax and margin
+
+
+def initial_decision(measures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, H, W)`` float32 focus measures -> ``(labels (H, W) uint8, margin (H, W) float32 >= 0)``.
+
+    ``labels`` is the argmax over frames (the first frame on ties); ``margin`` is the best
+    measure minus the second best (0 for ``K = 1``).
+    """
+    _check_stack(measures, "measures")
+    k = measures.shape[0]
+    if k > MAX_DECISION_FRAMES:
+        raise ValueError(f"at most {MAX_DECISION_FRAMES} frames, got {k}")
+    labels = np.zeros(measures.shape[1:], np.uint8)
+    best = measures[0].copy()
+    second = np.full(measures.shape[1:], -np.inf, np.float32)
+    for i in range(1, k):
+        m = measures[i]
+        win = m > best
+        np.maximum(second, np.where(win, best, m), out=second)
+        np.copyto(best, m, where=win)
+        labels[win] = i
+    if k == 1:
+        return labels, np.zeros(measures.shape[1:], np.float32)
+    best -= second
+    return labels, best
+
+
+# --------------------------------------------------------------------------------------------
+# step 3: consistency check
+
+
+def _nearest_fill(labels: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Give every pixel where ``known`` is False the label of the nearest known pixel."""
+    if known.all() or not known.any():
+        return labels
+    src = np.where(known, 0, 1).astype(np.uint8)  # zero pixels are the seeds
+    _, idx = cv2.distanceTransformWithLabels(src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    seeds = labels[known]  # raster order, which is cv2's enumeration order of zero pixels
+    return seeds[idx - 1].astype(np.uint8)
+
+
+def majority_filter(labels: np.ndarray, num_labels: int, radius: int, weights: np.ndarray | None = None):
+    """Weighted majority (mode) filter of a label map over a ``(2r+1)^2`` box.
+
+    Returns ``(labels (H, W) uint8, net (H, W) float32)``: the label with the largest (weighted)
+    share of the window, and its share minus the runner-up's (the window's net evidence).
+    """
+    _check_stack(labels, "labels", ndim=2)
+    if radius < 1 or num_labels < 2:
+        return labels.copy(), np.zeros(labels.shape, np.float32)
+    size = (2 * radius + 1, 2 * radius + 1)
+    best = np.full(labels.shape, -1.0, np.float32)
+    second = np.full(labels.shape, -1.0, np.float32)
+    out = np.zeros(labels.shape, np.uint8)
+    for k in range(num_labels):
+        hot = (labels == k).astype(np.float32)
+        if weights is not None:
+            hot *= weights
+        v = cv2.boxFilter(hot, cv2.CV_32F, size, normalize=True, borderType=_BORDER)
+        del hot
+        win = v > best
+        np.maximum(second, np.where(win, best, v), out=second)
+        np.copyto(best, v, where=win)
+        out[win] = k
+    best -= second
+    return out, best
+
+
+def remove_small_regions(labels: np.ndarray, min_area: int) -> np.ndarray:
+    """Reassign every 4-connected region of one label smaller than ``min_area`` pixels to the
+    nearest pixel of a region that is kept (its neighbours). If no region is large enough the
+    largest one is kept."""
+    _check_stack(labels, "labels", ndim=2)
+    if min_area <= 1:
+        return labels
+    keep = np.zeros(labels.shape, bool)
+    largest = (0, None, None)
+    for k in np.unique(labels):
+        n, comp, stats, _ = cv2.connectedComponentsWithStats((labels == k).astype(np.uint8), connectivity=4)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        if areas.size == 0:
+            continue
+        big = np.concatenate([[False], areas >= min_area])
+        keep |= big[comp]
+        j = int(np.argmax(areas))
+        if areas[j] > largest[0]:
+            largest = (int(areas[j]), comp, j + 1)
+        del comp
+    if not keep.any():
+        keep = largest[1] == largest[2]
+    return _nearest_fill(labels, keep)
+
+
+def consistency_check(
+    labels: np.ndarray,
+    margin: np.ndarray,
+    num_labels: int,
+    *,
+    radius: int,
+    min_evidence: float,
+    min_area: int,
+) -> np.ndarray:
+    """Clean a raw decision map. See the module docstring (step 3).
+
+    Args:
+        labels: ``(H, W)`` uint8 raw argmax labels.
+        margin: ``(H, W)`` float32 >= 0, the best-minus-second focus margin (the vote weight).
+        num_labels: number of frames ``K``.
+        radius: majority filter radius in pixels.
+        min_evidence: net weighted vote below which a pixel is filled from its decided neighbours.
+        min_area: regions smaller than this (pixels) are reassigned.
+
+    Returns:
+        ``(H, W)`` uint8 labels in ``[0, K)``.
+    """
+    _check_stack(labels, "labels", ndim=2)
+    if margin.shape != labels.shape:
+        raise ValueError(f"margin must match labels, got {margin.shape} and {labels.shape}")
+    if num_labels < 2:
+        return np.zeros_like(labels)
+    voted, net = majority_filter(labels, num_labels, radius, weights=margin)
+    if min_evidence > 0:
+        voted = _nearest_fill(voted, net >= min_evidence)
+    del net
+    voted = remove_small_regions(voted, min_area)
+    smooth_r = max(1, radius // 2)
+    voted, _ = majority_filter(voted, num_labels, smooth_r)
+    return remove_small_regions(voted, min_area)
+
+
+# --------------------------------------------------------------------------------------------
+# step 4: boundary refinement
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Grey-guide guided filter (He, Sun and Tang 2010). ``(H, W)`` float32 guide and source ->
+    ``(H, W)`` float32. ``radius`` in pixels (box ``2r+1``), ``eps`` the regularisation."""
+    if guide.shape != src.shape or guide.ndim != 2:
+        raise ValueError(f"guide and src must be one (H, W) shape, got {guide.shape} and {src.shape}")
+    return _GuidedFilter(guide, radius, eps)(src)
+
+
+class _GuidedFilter:
+    """Guided filter with the guide's statistics computed once, for many sources."""
+
+    def __init__(self, guide: np.ndarray, radius: int, eps: float) -> None:
+        self.size = (2 * radius + 1, 2 * radius + 1)
+        self.guide = guide.astype(np.float32, copy=False)
+        self.mean_i = self._box(self.guide)
+        var = self._box(self.guide * self.guide)
+        var -= self.mean_i * self.mean_i
+        var += np.float32(eps)
+        self.inv = np.reciprocal(var, out=var)
+
+    def _box(self, x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, cv2.CV_32F, self.size, normalize=True, borderType=_BORDER)
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        p = p.astype(np.float32, copy=False)
+        mean_p = self._box(p)
+        a = self._box(self.guide * p)
+        a -= self.mean_i * mean_p
+        a *= self.inv  # a = cov(I, p) / (var(I) + eps)
+        mean_p -= a * self.mean_i  # b = mean_p - a mean_I
+        q = self._box(a)
+        q *= self.guide
+        q += self._box(mean_p)
+        return q
+
+
+def label_boundary_band(labels: np.ndarray, width: int) -> np.ndarray:
+    """``(H, W)`` bool: pixels within ``width`` px of a boundary between two labels."""
+    k3 = np.ones((3, 3), np.uint8)
+    edge = cv2.dilate(labels, k3, borderType=cv2.BORDER_REPLICATE) != cv2.erode(
+        labels, k3, borderType=cv2.BORDER_REPLICATE
+    )
+    if width > 1 and edge.any():
+        ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+        edge = cv2.dilate(edge.astype(np.uint8), ker).astype(bool)
+    return edge
+
+
+def refine_weights(
+    labels: np.ndarray, guide: np.ndarray, num_labels: int, *, radius: int, eps: float
+) -> np.ndarray:
+    """Soft decision maps ``(K, H, W)`` float32: exact one-hot of ``labels`` except within
+    ``2 * radius`` of a label boundary, where the guided-filtered one-hot maps (clipped to
+    [0, 1], renormalised to sum 1) are used. Weights sum to 1 at every pixel."""
+    _check_stack(labels, "labels", ndim=2)
+    if guide.shape != labels.shape:
+        raise ValueError(f"guide must match labels, got {guide.shape} and {labels.shape}")
+    weights = np.zeros((num_labels, *labels.shape), np.float32)
+    for k in range(num_labels):
+        weights[k][labels == k] = 1.0
+    if num_labels < 2 or radius < 1:
+        return weights
+    band = label_boundary_band(labels, 2 * radius)
+    if not band.any():
+        return weights
+    ys, xs = np.nonzero(band)
+    # Filter only the band's bounding box (plus the filter's reach), not the whole image.
+    pad = 2 * radius + 1
+    y0, y1 = max(0, ys.min() - pad), min(labels.shape[0], ys.max() + pad + 1)
+    x0, x1 = max(0, xs.min() - pad), min(labels.shape[1], xs.max() + pad + 1)
+    del ys, xs
+    gf = _GuidedFilter(guide[y0:y1, x0:x1], radius, eps)
+    sub_band = band[y0:y1, x0:x1]
+    soft = np.empty((num_labels, int(sub_band.sum())), np.float32)
+    for k in range(num_labels):
+        q = gf(weights[k, y0:y1, x0:x1])
+        soft[k] = q[sub_band]
+    np.clip(soft, 0.0, 1.0, out=soft)
+    total = soft.sum(axis=0)
+    soft[:, total <= 0] = 1.0 / num_labels  # cannot happen for one-hot input; guard anyway
+    soft /= np.maximum(total, np.float32(1e-12))
+    # A weight within float noise of 1 becomes an exact one-hot (so the pixel is copied).
+    near_one = soft.max(axis=0) >= 1.0 - 1e-6
+    if near_one.any():
+        winner = soft[:, near_one].argmax(axis=0)
+        hot = np.zeros((num_labels, winner.size), np.float32)
+        hot[winner, np.arange(winner.size)] = 1.0
+        soft[:, near_one] = hot
+    for k in range(num_labels):
+        weights[k, y0:y1, x0:x1][sub_band] = soft[k]
+    return weights
+
+
+# --------------------------------------------------------------------------------------------
+# step 5: confidence
+
+
+def decision_confidence(
+    measures: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    ratio: float = 2.0,
+    radius: int = 2,
+) -> np.ndarray:
+    """Per-pixel confidence ``(H, W)`` float32 in [0, 1].
+
+    ``(F[label] - max_{j != label} F[j]) / log(ratio)``, box-smoothed over ``2r+1`` and clipped
+    to [0, 1]: 0 where the chosen frame is not better than another (ties, flat regions, pixels
+    the consistency check overruled), 1 where its detail energy is at least ``ratio`` times
+    every other frame's. With ``weights`` it is capped by the largest soft weight, so a
+    confidence of exactly 1 implies the fused pixel is an exact copy of one frame.
+    """
+    _check_stack(measures, "measures")
+    if labels.shape != measures.shape[1:]:
+        raise ValueError(f"labels must be {measures.shape[1:]}, got {labels.shape}")
+    k = measures.shape[0]
+    if k == 1:
+        conf = np.ones(labels.shape, np.float32)
+    else:
+        chosen = np.take_along_axis(measures, labels[None].astype(np.intp), axis=0)[0]
+        other = np.full(labels.shape, -np.inf, np.float32)
+        for i in range(k):
+            np.maximum(other, np.where(labels == i, -np.inf, measures[i]), out=other)
+        chosen -= other
+        chosen *= np.float32(1.0 / math.log(ratio))
+        if radius >= 1:
+            chosen = cv2.boxFilter(chosen, cv2.CV_32F, (2 * radius + 1,) * 2, normalize=True, borderType=_BORDER)
+        conf = np.clip(chosen, 0.0, 1.0, out=chosen)
+    if weights is not None:
+        np.minimum(conf, weights.max(axis=0), out=conf)
+    return conf
+
+
+# --------------------------------------------------------------------------------------------
+# step 6: composition
+
+
+def compose(frames: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """``R_init = sum_k M_k f_k`` (Eq. 9 for ``K`` frames): ``K x (H, W, 3)`` float32 and
+    ``(K, H, W)`` weights -> ``(H, W, 3)`` float32 in [0, 1]. Where a weight is exactly 1 (and
+    the others 0) the output equals that frame's float exactly."""
+    _check_stack(weights, "weights")
+    if len(frames) != weights.shape[0]:
+        raise ValueError(f"{len(frames)} frames but {weights.shape[0]} weight maps")
+    h, w = weights.shape[1:]
+    out = np.zeros((h, w, 3), np.float32)
+    tmp = np.empty((h, w, 3), np.float32)
+    for f, m in zip(frames, weights):
+        if f.shape != (h, w, 3):
+            raise ValueError(f"frames must be {(h, w, 3)}, got {f.shape}")
+        if not m.any():
+            continue
+        np.multiply(f, m[..., None], out=tmp)
+        out += tmp
+    del tmp
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole pipeline
+
+
+@dataclass
+class DecisionSteps:
+    """Every intermediate map of one decision fusion (for debugging and the hybrid engine).
+
+    ``measures`` ``(K, H, W)`` float32 focus measures; ``raw_labels`` ``(H, W)`` uint8 argmax;
+    ``margin`` ``(H, W)`` float32 best-minus-second measure; ``labels`` ``(H, W)`` uint8 after
+    the consistency check; ``weights`` ``(K, H, W)`` float32 soft maps summing to 1;
+    ``confidence`` ``(H, W)`` float32 in [0, 1]; ``guide`` ``(H, W)`` mean luminance;
+    ``fused`` ``(H, W, 3)`` float32 in [0, 1].
+    """
+
+    measures: np.ndarray
+    raw_labels: np.ndarray
+    margin: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    confidence: np.ndarray
+    guide: np.ndarray
+    fused: np.ndarray | None = None
+    params: dict = field(default_factory=dict)
+
+    def visualise(self) -> dict[str, np.ndarray]:
+        """uint8 images for saving: label maps spread over 0..255, weights of frame 0, confidence."""
+        k = self.measures.shape[0]
+        scale = 255 // max(1, k - 1)
+        return {
+            "raw_labels": (self.raw_labels.astype(np.uint16) * scale).clip(0, 255).astype(np.uint8),
+            "labels": (self.labels.astype(np.uint16) * scale).clip(0, 255).astype(np.uint8),
+            "weight0": np.round(self.weights[0] * 255).astype(np.uint8),
+            "confidence": np.round(self.confidence * 255).astype(np.uint8),
+        }
+
+
+def _run(
+    frames: Sequence[np.ndarray],
+    config: DecisionConfig,
+    on_tile: Advance | None,
+    keep_steps: bool,
+) -> tuple[np.ndarray, DecisionSteps | None, np.ndarray]:
+    frames = check_frames(frames)
+    k = len(frames)
+    h, w = frames[0].shape[:2]
+    total = k + 3
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if on_tile is not None:
+            on_tile(done, total)
+
+    # 1. focus measures and the guide (mean luminance), one frame at a time.
+    measures = np.empty((k, h, w), np.float32)
+    guide = np.zeros((h, w), np.float32)
+    for i, f in enumerate(frames):
+        y = luminance(f)
+        measures[i] = focus_measure(y, scales=config.scales, window=config.window, noise_sigma=config.noise_sigma)
+        guide += y
+        del y
+        tick()
+    guide *= np.float32(1.0 / k)
+
+    # 2-3. decision and consistency.
+    raw_labels, margin = initial_decision(measures)
+    labels = consistency_check(
+        raw_labels,
+        margin,
+        k,
+        radius=config.pixels(config.majority, (h, w), 2),
+        min_evidence=config.min_evidence,
+        min_area=int(round(config.min_region * h * w)),
+    )
+    tick()
+
+    # 4. soft boundaries.
+    gr = config.pixels(config.guide_radius, (h, w), 2)
+    weights = refine_weights(labels, guide, k, radius=gr, eps=config.guide_eps)
+    tick()
+
+    # 5. confidence (needs the measures; freed afterwards unless steps are kept).
+    confidence = decision_confidence(measures, labels, weights, ratio=config.confidence_ratio, radius=2)
+
+    # 6. compose.
+    fused = compose(frames, weights)
+    tick()
+    steps = None
+    if keep_steps:
+        steps = DecisionSteps(
+            measures=measures,
+            raw_labels=raw_labels,
+            margin=margin,
+            labels=labels,
+            weights=weights,
+            confidence=confidence,
+            guide=guide,
+            fused=fused,
+            params={"guide_radius_px": gr, "majority_radius_px": config.pixels(config.majority, (h, w), 2)},
+        )
+    return fused, steps, confidence
+
+
+def decision_fuse(
+    frames: Sequence[np.ndarray], config: DecisionConfig = DecisionConfig(), *, on_tile: Advance | None = None
+) -> np.ndarray:
+    """``K x (H, W, 3)`` float32 in [0, 1] -> ``(H, W, 3)`` float32 in [0, 1] (``R_init``)."""
+    fused, _, _ = _run(frames, config, on_tile, keep_steps=False)
+    return fused
+
+
+def decision_fuse_with_confidence(
+    frames: Sequence[np.ndarray], config: DecisionConfig = DecisionConfig(), *, on_tile: Advance | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(fused (H, W, 3) float32 in [0, 1], confidence (H, W) float32 in [0, 1])``."""
+    fused, _, conf = _run(frames, config, on_tile, keep_steps=False)
+    return fused, conf
+
+
+def decision_steps(
+    frames: Sequence[np.ndarray], config: DecisionConfig = DecisionConfig(), *, on_tile: Advance | None = None
+) -> DecisionSteps:
+    """Run the pipeline and return every intermediate map (see :class:`DecisionSteps`)."""
+    _, steps, _ = _run(frames, config, on_tile, keep_steps=True)
+    assert steps is not None
+    return steps
+
+
+class DecisionEngine:
+    """Engine interface (like ``VAEEDOFEngine``): ``fuse(frames, *, on_tile=None)``.
+
+    ``K x (H, W, 3)`` float32 in [0, 1], any ``K >= 1`` of one size -> ``(H, W, 3)`` float32 in
+    [0, 1]. No weights, no tiling: the whole image is processed at once (about
+    ``(2 K + 10) * H * W * 4`` bytes beyond the frames themselves).
+    """
+
+    name = "decision"
+    #: What ``FuseResult`` reports for this engine (it has no backend: numpy and cv2 on the CPU).
+    device = "cpu"
+    precision = "fp32"
+
+    def __init__(self, config: DecisionConfig = DecisionConfig()) -> None:
+        self.config = config
+
+    def fuse(self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None) -> np.ndarray:
+        return decision_fuse(frames, self.config, on_tile=on_tile)
+
+    def fuse_with_confidence(
+        self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return decision_fuse_with_confidence(frames, self.config, on_tile=on_tile)
+
+    def steps(self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None) -> DecisionSteps:
+        return decision_steps(frames, self.config, on_tile=on_tile)
