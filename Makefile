@@ -8,7 +8,7 @@ PY ?= python3
 VENV ?= .venv
 SHARED ?= $(abspath ../shared)
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev
+EXTRAS ?= dev,onnx
 PIP := $(VENV)/bin/python -m pip --disable-pip-version-check -q
 export FOCUSSTACK_VAE_DIR ?= $(SHARED)/weights/taef2
 export FOCUSSTACK_SHARED ?= $(SHARED)

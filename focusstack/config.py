@@ -13,6 +13,7 @@ from pathlib import Path
 from focusstack.errors import ConfigError
 
 ENGINES = ("vaeedof", "decision")
+BACKENDS = ("torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Most frames the Fusion U-Net takes at once (VAEEDOF, section 3).
@@ -72,6 +73,7 @@ class FuseConfig:
     """Everything ``focusstack fuse`` needs besides its inputs and output."""
 
     engine: str = "vaeedof"
+    backend: str = "torch"
     device: str = "auto"
     precision: str = "auto"
     tiles: TileConfig = field(default_factory=TileConfig)
@@ -84,6 +86,7 @@ class FuseConfig:
     def __post_init__(self) -> None:
         for name, value, allowed in (
             ("--engine", self.engine, ENGINES),
+            ("--backend", self.backend, BACKENDS),
             ("--device", self.device, DEVICES),
             ("--precision", self.precision, PRECISIONS),
         ):

@@ -60,12 +60,12 @@ def build_engine(config: FuseConfig) -> Engine:
         from focusstack.engines.decision import DecisionEngine
 
         return DecisionEngine()
-    from focusstack.backends.torch_backend import TorchBackend
+    from focusstack.backends.onnx_backend import make_backend
     from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
 
     fusion = load_fusion(config.fusion_weights)  # first: refuses untrained weights, no download
     vae = load_vae(resolve_vae_dir(config.vae_weights))
-    backend = TorchBackend(vae, fusion.model, device=config.device, precision=config.precision)
+    backend = make_backend(config.backend, vae, fusion.model, device=config.device, precision=config.precision)
     return VAEEDOFEngine(backend, config.tiles)
 
 

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from focusstack import __version__
-from focusstack.cli import bench, eval as eval_cmd, fuse, refine_tr, render_dataset, train
+from focusstack.cli import bench, eval as eval_cmd, export_onnx, fuse, refine_tr, render_dataset, train
 
 app = typer.Typer(
     name="focusstack",
@@ -44,6 +44,7 @@ fuse.register(app)
 refine_tr.register(app)
 render_dataset.register(app)
 bench.register(app)
+export_onnx.register(app)
 eval_cmd.register(app)
 train.register(app)
 

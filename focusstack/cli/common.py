@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from focusstack.config import debug_enabled
 from focusstack.errors import EXIT_INTERRUPTED, FocusstackError, classify
@@ -31,7 +32,7 @@ def report_error(exc: BaseException, *, debug: bool = False) -> int:
         body = "stopped by the user; no partial output was left behind"
     else:
         body = f"{type(exc).__name__}: {exc}\nfix: rerun with --debug and report the traceback"
-    err_console.print(f"[bold red]error[/] ({kind.label}): {body}", markup=True, highlight=False)
+    err_console.print(f"[bold red]error[/] ({kind.label}): {escape(body)}", markup=True, highlight=False)
     return kind.exit_code
 
 

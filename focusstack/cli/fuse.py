@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from focusstack.cli.common import err_console, handle_errors, print_json
-from focusstack.config import DEVICES, ENGINES, FUSION_DIR_ENV, PRECISIONS, VAE_DIR_ENV, FuseConfig, TileConfig
+from focusstack.config import BACKENDS, DEVICES, ENGINES, FUSION_DIR_ENV, PRECISIONS, VAE_DIR_ENV, FuseConfig, TileConfig
 from focusstack.errors import BatchError, UsageError
 
 _D = FuseConfig()
@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "--output", "-o", help="Output file (or folder with --batch).", show_default=False),
         batch: Optional[Path] = typer.Option(None, "--batch", help="Fuse every subfolder of this folder (one stack each).", show_default=False),
         engine: str = typer.Option(_D.engine, "--engine", help=f"Fusion engine: {' | '.join(ENGINES)}."),
+        backend: str = typer.Option(_D.backend, "--backend", help=f"{' | '.join(BACKENDS)} (vaeedof); onnx: ONNX Runtime, fp32, the onnx extra; exported on first use into the user cache."),
         device: str = typer.Option(_D.device, "--device", help=f"{' | '.join(DEVICES)}; auto picks CUDA when present."),
         precision: str = typer.Option(_D.precision, "--precision", help=f"{' | '.join(PRECISIONS)}; auto is bf16 on CPUs with native bf16, fp16/bf16 on CUDA, else fp32."),
         tile: int = typer.Option(_T.tile, "--tile", help="Patch size in px (multiple of 64); patches overlap by a quarter."),
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
         with handle_errors(debug):
             config = FuseConfig(
                 engine=engine,
+                backend=backend,
                 device=device,
                 precision=precision,
                 tiles=TileConfig(tile=tile),

@@ -1,0 +1,66 @@
+"""`focusstack export-onnx`: export TAEF2's encoder and decoder and the Fusion U-Net to ONNX,
+each verified against torch (``focusstack.backends.export``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from focusstack.backends.export import PARTS, TOLERANCE
+from focusstack.cli.common import err_console, handle_errors, print_json
+from focusstack.config import FUSION_DIR_ENV, VAE_DIR_ENV
+
+HELP = f"""Export the VAE encoder, the VAE decoder and the Fusion U-Net to ONNX (opset 18, dynamic
+batch, height and width) as OUTDIR/encoder.onnx, decoder.onnx, fusion.onnx, each with a
+.onnx.json sidecar (weights digest, exporter, max abs difference from torch).
+
+Every export is run by ONNX Runtime at another shape than the export example and compared with
+torch; a difference above --tolerance fails (exit 1) and leaves no file. `fuse --backend onnx`
+does not need this command: it exports into the user cache (keyed by the weights' sha256) on
+first use. Needs the onnx extra (onnx, onnxscript, onnxruntime).
+
+Weights: TAEF2 from --vae-weights, ${VAE_DIR_ENV}, the user cache or a download; the Fusion U-Net
+(trained only) from --fusion-weights, ${FUSION_DIR_ENV} or models/fusion.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export-onnx", help=HELP, no_args_is_help=True)
+    def export_onnx(
+        output: Path = typer.Option(..., "--output", "-o", help="Folder for the .onnx files (created).", show_default=False),
+        part: Optional[list[str]] = typer.Option(None, "--part", help=f"{' | '.join(PARTS)}, repeatable. Default: all three.", show_default=False),
+        tolerance: float = typer.Option(TOLERANCE, "--tolerance", help="Max abs difference from torch allowed (fp32)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing .onnx files."),
+        vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help=f"TAEF2 folder (else ${VAE_DIR_ENV}, cache, download).", show_default=False),
+        fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Fusion U-Net folder (else ${FUSION_DIR_ENV} or models/fusion).", show_default=False),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    ) -> None:
+        from focusstack.backends.export import export_to_folder
+        from focusstack.backends.onnx_backend import missing_onnx_error, onnx_available
+        from focusstack.errors import ConfigError, UsageError
+        from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
+
+        with handle_errors(debug):
+            parts = tuple(dict.fromkeys(part or PARTS))
+            for p in parts:
+                if p not in PARTS:
+                    raise ConfigError("unknown value for --part", expected=" | ".join(PARTS), actual=repr(p),
+                                      fix=f"pass one of: {', '.join(PARTS)}")
+            if not tolerance > 0:
+                raise ConfigError("--tolerance must be positive", expected="> 0", actual=str(tolerance))
+            if output.exists() and not output.is_dir():
+                raise UsageError(f"--output {output} is a file", fix="give a folder")
+            if not onnx_available():
+                raise missing_onnx_error()
+            fusion = load_fusion(fusion_weights).model if "fusion" in parts else None
+            vae = load_vae(resolve_vae_dir(vae_weights))
+            output.mkdir(parents=True, exist_ok=True)
+            done = export_to_folder(vae, fusion, output, parts=parts, tolerance=tolerance, overwrite=overwrite)
+            if json_out:
+                print_json({p: info.to_dict() for p, info in done.items()})
+            for p, info in done.items():
+                err_console.print(f"wrote {info.path} ({info.exporter} exporter, max abs diff from torch "
+                                  f"{info.max_abs_diff:.2g} <= {info.tolerance:g}, {info.seconds:.1f} s)")
