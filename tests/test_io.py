@@ -39,7 +39,7 @@ from focusstack.io import (
 from focusstack.io import writers as io_writers
 from focusstack.io.png16 import PNG_SIGNATURE, encode_png16, filter_rows, write_chunk
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "data"
+SHARED = Path(os.environ.get("FOCUSSTACK_SHARED", Path(__file__).parents[1].parent / "shared")) / "data"
 DNG = SHARED / "raw" / "Blackmagic.dng"
 NEF = SHARED / "raw" / "Nikon_uncompressed.nef"
 PCB7 = SHARED / "stacks" / "pcb7"

@@ -237,9 +237,9 @@ def test_sigint_mid_run_leaves_no_file(tmp_path, vae_dir):
         [sys.executable, "-m", "focusstack", "fuse", str(s), "-o", str(out), "--fusion-weights", str(tmp_path / "w"), "--tile", "128", "--precision", "fp32"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(6)  # past start-up, into the tiles
+    time.sleep(8)  # past start-up (imports, weights), into the tiles
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     _no_leftovers(tmp_path, "o.png")

@@ -93,7 +93,7 @@ def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype) -> 
     """PSNR/SSIM of the EMA model on validation samples, with the VAE ceiling and baselines."""
     if not refs:
         return {"n": 0}
-    rows = []
+    rows, trivial = [], 0
     ema.eval()
     for ref, f in zip(refs, files):
         d = load_file(str(f))
@@ -108,6 +108,9 @@ def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype) -> 
         frames = [read_rgb(p)[: pred.shape[0], : pred.shape[1]] for p in ref.frame_paths()]
         mean = np.mean(frames, axis=0)
         best = max(psnr(fr, gt) for fr in frames)
+        if not np.isfinite(best):
+            trivial += 1  # a frame already equals the GT (nothing out of focus): not scored
+            continue
         rows.append(
             {
                 "psnr": psnr(pred, gt),
@@ -121,7 +124,9 @@ def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype) -> 
             }
         )
     ema.train()
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows)}
+    if not rows:
+        return {"n": 0, "trivial": trivial}
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows), "trivial": trivial}
 
 
 def train_fusion(cfg: TrainFusionConfig) -> dict:
