@@ -12,6 +12,8 @@ EXTRAS ?= dev,onnx
 PIP := $(VENV)/bin/python -m pip --disable-pip-version-check -q
 export FOCUSSTACK_VAE_DIR ?= $(SHARED)/weights/taef2
 export FOCUSSTACK_SHARED ?= $(SHARED)
+# seconds of loader fuzzing in the test suite (tests/test_fuzz.py)
+export FOCUSSTACK_FUZZ_SECONDS ?= 130
 
 .PHONY: install demo test bench completions clean
 
