@@ -222,22 +222,33 @@ def test_batch_no_resume_refuses_when_outputs_exist(tmp_path, fake_engine):
 # ---- interrupts ---------------------------------------------------------------------------------
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc to follow the child")
 def test_sigint_mid_run_leaves_no_file(tmp_path, vae_dir):
     s = tmp_path / "s"
     s.mkdir()
     for i in range(3):
-        _rgb(s / f"f{i}.png", size=(768, 768), seed=i)
+        _rgb(s / f"f{i}.png", size=(1536, 1536), seed=i)
     torch.manual_seed(0)
     net = FusionUNet(FusionUNetConfig(channels=(32, 64, 64), attention_heads=2))
     # test-only weights: marked trained so that fuse starts; the output is never looked at
     save_model_dir(net, net.cfg.to_dict(), tmp_path / "w", metadata={"trained_steps": 1})
     out = tmp_path / "o.png"
-    env = os.environ | {"FOCUSSTACK_VAE_DIR": str(vae_dir), "PYTHONUNBUFFERED": "1"}
+    env = os.environ | {"FOCUSSTACK_VAE_DIR": str(vae_dir), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "focusstack", "fuse", str(s), "-o", str(out), "--fusion-weights", str(tmp_path / "w"), "--tile", "128", "--precision", "fp32"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(8)  # past start-up (imports, weights), into the tiles
+    # interrupt once the child has done real work: start-up (imports, weights, decoding) takes
+    # about 3 s of CPU; the whole job (~600 patches) takes over a minute
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and _cpu_seconds(proc.pid) < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the job ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err
