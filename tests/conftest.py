@@ -32,3 +32,29 @@ def vae(vae_dir):
     from focusstack.networks.weights import load_vae
 
     return load_vae(vae_dir)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch with 2 threads on a busy 2-core machine runs several times slower (threads wait on
+    each other); one thread keeps a test module fast anywhere. Restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def small_fusion():
+    """A small seeded Fusion U-Net with a perturbed head (so it weighs the frames): the same in
+    every test module, so ONNX exports of it are shared through the export cache."""
+    import torch
+
+    from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
+
+    torch.manual_seed(0)
+    m = FusionUNet(FusionUNetConfig(channels=(32, 64, 64), attention_heads=2))
+    with torch.no_grad():
+        m.conv_out.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+    return m.eval().requires_grad_(False)

@@ -7,36 +7,22 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from focusstack.bench import BenchConfig, compare_to_baseline, parse_frames
 from focusstack.cli.app import app
 from focusstack.errors import ConfigError
-from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
 from focusstack.networks.weights import save_model_dir
+
+from conftest import small_fusion  # noqa: E402
 
 runner = CliRunner()
 TINY = ["--size", "64", "--repeats", "1", "--warmup", "0", "-q"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """torch with 2 threads on a busy 2-core machine runs several times slower (threads wait on
-    each other); one thread keeps this file fast anywhere. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-def small_fusion() -> FusionUNet:
-    """Same seed and shape as tests/test_onnx.py, so both share one cached export."""
-    torch.manual_seed(0)
-    m = FusionUNet(FusionUNetConfig(channels=(32, 64, 64), attention_heads=2))
-    with torch.no_grad():
-        m.conv_out.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
-    return m.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")

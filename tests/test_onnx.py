@@ -27,30 +27,15 @@ from focusstack.backends.torch_backend import TorchBackend  # noqa: E402
 from focusstack.config import TileConfig  # noqa: E402
 from focusstack.engines.vaeedof import VAEEDOFEngine  # noqa: E402
 from focusstack.errors import ConfigError  # noqa: E402
-from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig  # noqa: E402
 from focusstack.networks.weights import save_model_dir  # noqa: E402
 
-from conftest import shared_path  # noqa: E402
+from conftest import small_fusion, shared_path  # noqa: E402
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """torch with 2 threads on a busy 2-core machine runs several times slower (threads wait on
-    each other); one thread keeps this file fast anywhere. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-def small_fusion() -> FusionUNet:
-    """Same seed and shape as tests/test_bench.py, so both share one cached export."""
-    torch.manual_seed(0)
-    m = FusionUNet(FusionUNetConfig(channels=(32, 64, 64), attention_heads=2))
-    with torch.no_grad():
-        m.conv_out.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
-    return m.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")

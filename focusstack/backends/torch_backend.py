@@ -17,7 +17,6 @@ import torch
 
 from focusstack.backends.base import FusionBackend
 from focusstack.errors import ConfigError
-from focusstack.runtime import tune_malloc
 from focusstack.networks.fusion_unet import FusionUNet
 from focusstack.networks.taesd import TAESD
 
@@ -98,7 +97,6 @@ class TorchBackend(FusionBackend):
     def __init__(
         self, vae: TAESD, fusion: FusionUNet | None, *, device: str = "auto", precision: str = "auto"
     ) -> None:
-        tune_malloc()
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.dtype = DTYPES[self.precision]
