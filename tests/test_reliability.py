@@ -227,8 +227,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _default_sigint() -> None:
+    # a shell that starts the test suite in the background makes its children ignore SIGINT,
+    # and Python then installs no KeyboardInterrupt handler: give the child a normal Ctrl-C
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc to follow the child")
-def test_sigint_mid_run_leaves_no_file(tmp_path, vae_dir):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_mid_run_leaves_no_file(tmp_path, vae_dir, sig):
     s = tmp_path / "s"
     s.mkdir()
     for i in range(3):
@@ -241,7 +248,7 @@ def test_sigint_mid_run_leaves_no_file(tmp_path, vae_dir):
     env = os.environ | {"FOCUSSTACK_VAE_DIR": str(vae_dir), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "focusstack", "fuse", str(s), "-o", str(out), "--fusion-weights", str(tmp_path / "w"), "--tile", "128", "--precision", "fp32"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
     )
     # interrupt once the child has done real work: start-up (imports, weights, decoding) takes
     # about 3 s of CPU; the whole job (~600 patches) takes over a minute
@@ -249,7 +256,7 @@ def test_sigint_mid_run_leaves_no_file(tmp_path, vae_dir):
     while proc.poll() is None and _cpu_seconds(proc.pid) < 10 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, "the job ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
