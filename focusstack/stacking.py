@@ -8,7 +8,6 @@ once, and goes on past a bad stack.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,13 +24,12 @@ if TYPE_CHECKING:
 from focusstack.errors import (
     BatchError,
     FocusstackError,
-    ImageWriteError,
     OutputExistsError,
     UsageError,
     WeightsError,
     classify,
 )
-from focusstack.io import check_stack, collect_stack, output_bit_depth, read_image, write_image
+from focusstack.io import check_output, check_stack, collect_stack, output_bit_depth, read_image, write_image
 from focusstack.progress import peak_memory_mb, progress_bar
 
 
@@ -69,34 +67,6 @@ def build_engine(config: FuseConfig) -> Engine:
     return VAEEDOFEngine(backend, config.tiles)
 
 
-def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    out = output.resolve()
-    for p in inputs:
-        if p.resolve() == out:
-            raise OutputExistsError(
-                f"the output {output} is one of the input frames",
-                fix="choose another output path; focusstack never overwrites an input",
-            )
-    if output.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{output} exists",
-            fix="pass --overwrite to replace it, or choose another output path",
-        )
-    if output.exists() and output.is_dir():
-        raise UsageError(f"the output {output} is a folder", fix="give a file name such as fused.tif")
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise ImageWriteError(
-            f"the output folder {parent} does not exist",
-            fix=f"create it first (mkdir -p {parent}) or choose another output path",
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ImageWriteError(
-            f"the output folder {parent} is not writable",
-            fix="choose a folder you can write to, or fix its permissions",
-        )
-
-
 def fuse_stack(
     inputs: Sequence[Path],
     output: Path,
@@ -110,7 +80,7 @@ def fuse_stack(
     paths = collect_stack([Path(p) for p in inputs])
     infos = check_stack(paths, max_frames=MAX_FRAMES, max_pixels=config.max_pixels)
     bit_depth = output_bit_depth(output, [i.bit_depth for i in infos])
-    _check_output(output, paths, config.overwrite)
+    check_output(output, config.overwrite, paths)  # before any decoding or network work
     timings: dict[str, float] = {}
 
     t = time.perf_counter()

@@ -47,6 +47,14 @@ def _rgb(path, size=(64, 80), seed=0, mode="RGB"):
     Image.fromarray(a, mode).save(path)
 
 
+def _two_frames(tmp_path):
+    s = tmp_path / "s"
+    s.mkdir()
+    _rgb(s / "a.png")
+    _rgb(s / "b.png", seed=1)
+    return s
+
+
 def _no_leftovers(folder, name):
     assert not (folder / name).exists()
     assert not [p for p in folder.iterdir() if p.name.endswith(".part")]
@@ -154,19 +162,13 @@ def test_nan_float_tiff(tmp_path, fake_engine):
 
 
 def test_output_folder_missing_is_refused_before_work(tmp_path):
-    s = tmp_path / "s"
-    s.mkdir()
-    _rgb(s / "a.png")
-    _rgb(s / "b.png", seed=1)
+    s = _two_frames(tmp_path)
     r = _fuse(s, "-o", tmp_path / "nope" / "o.png")
     assert r.exit_code == 1 and "does not exist" in r.output and "mkdir" in r.output
 
 
 def test_output_folder_not_writable(tmp_path, monkeypatch):
-    s = tmp_path / "s"
-    s.mkdir()
-    _rgb(s / "a.png")
-    _rgb(s / "b.png", seed=1)
+    s = _two_frames(tmp_path)
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path / "ro") else real_access(p, mode))
     (tmp_path / "ro").mkdir()
@@ -180,10 +182,7 @@ def test_full_disk_leaves_nothing(tmp_path, fake_engine, monkeypatch):
 
     from focusstack.io import writers
 
-    s = tmp_path / "s"
-    s.mkdir()
-    _rgb(s / "a.png")
-    _rgb(s / "b.png", seed=1)
+    s = _two_frames(tmp_path)
     real_fsync = os.fsync
 
     def full(fd):
@@ -197,10 +196,7 @@ def test_full_disk_leaves_nothing(tmp_path, fake_engine, monkeypatch):
 
 
 def test_output_equal_to_input_is_refused(tmp_path):
-    s = tmp_path / "s"
-    s.mkdir()
-    _rgb(s / "a.png")
-    _rgb(s / "b.png", seed=1)
+    s = _two_frames(tmp_path)
     before = (s / "a.png").read_bytes()
     r = _fuse(s / "a.png", s / "b.png", "-o", s / "a.png", "--overwrite")
     assert r.exit_code == 2 and "input" in r.output

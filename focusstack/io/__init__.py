@@ -17,7 +17,7 @@ from focusstack.io.formats import (
 )
 from focusstack.io.readers import probe_image, read_image
 from focusstack.io.stack import check_stack, collect_stack, natural_sort
-from focusstack.io.writers import atomic_output, output_bit_depth, write_image
+from focusstack.io.writers import atomic_output, check_output, output_bit_depth, write_image
 
 __all__ = [
     "OUTPUT_EXTENSIONS",
@@ -26,6 +26,7 @@ __all__ = [
     "Frame",
     "ImageInfo",
     "atomic_output",
+    "check_output",
     "check_stack",
     "collect_stack",
     "natural_sort",

@@ -24,7 +24,7 @@ from focusstack.errors import ImageWriteError, OutputExistsError, UsageError
 from focusstack.io.formats import OUTPUT_EXTENSIONS, OUTPUT_FORMATS, format_extensions
 from focusstack.io.png16 import encode_png16
 
-__all__ = ["atomic_output", "output_bit_depth", "write_image"]
+__all__ = ["atomic_output", "check_output", "output_bit_depth", "write_image"]
 
 _JPEG_QUALITY = 95
 _JPEG_MAX_EXIF = 65533 - 6  # one APP1 segment; larger EXIF blocks are dropped for JPEG
@@ -126,11 +126,13 @@ def _is_protected(path: Path, protected: Iterable[str | os.PathLike[str]]) -> bo
     return False
 
 
-def _check_target(path: Path, overwrite: bool, protected: Iterable[str | os.PathLike[str]]) -> Path:
-    """Refuse inputs as outputs, existing files without ``overwrite``, missing folders.
+def check_output(path: Path, overwrite: bool = False, protected: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse inputs as outputs, existing files without ``overwrite``, missing or unwritable
+    folders. Cheap: callers run it before long work as well as at write time.
 
     Returns the destination folder.
     """
+    path = Path(path)
     if _is_protected(path, protected):
         raise OutputExistsError(
             f"{path}: the output is one of the input frames",
@@ -156,6 +158,11 @@ def _check_target(path: Path, overwrite: bool, protected: Iterable[str | os.Path
             expected="an existing folder",
             actual="missing" if not folder.exists() else "not a folder",
             fix=f"create it first (mkdir -p {folder}) or choose another output path",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ImageWriteError(
+            f"{path}: output folder {folder} is not writable",
+            fix="choose a folder you can write to, or fix its permissions",
         )
     return folder
 
@@ -192,7 +199,7 @@ def atomic_output(
     """
     path = Path(path)
     protected = tuple(protected)
-    folder = _check_target(path, overwrite, protected)
+    folder = check_output(path, overwrite, protected)
     tmp = folder / f".{path.name}.{secrets.token_hex(4)}.part"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
@@ -385,7 +392,7 @@ def write_image(
         if blob is not None and not isinstance(blob, (bytes, bytearray)):
             raise ImageWriteError(f"{path}: {name} must be bytes or None", actual=type(blob).__name__)
     pixels = _validate_pixels(path, pixels)
-    _check_target(path, overwrite, protected)  # fail before the work of quantising
+    check_output(path, overwrite, protected)  # fail before the work of quantising
     data = _quantize(pixels, bit_depth)
     with atomic_output(path, overwrite=overwrite, protected=protected) as tmp:
         _ENCODERS[fmt](tmp, data, bytes(exif) if exif else None, bytes(icc) if icc else None)
