@@ -68,6 +68,59 @@ class TileConfig:
         return max(8, int(round(self.tile * (1.0 - self.overlap) / 8.0)) * 8)
 
 
+ALIGN_MODELS = ("similarity", "affine", "homography")
+FOCUS_ORDERS = ("auto", "name")
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Frame alignment and exposure matching before fusion (docs/align.md)."""
+
+    #: Register every frame to the reference frame (the middle of the focus order).
+    enabled: bool = True
+    #: similarity (shift, rotation, one scale: camera shake and focus breathing; fewest
+    #: parameters, so the least drift along a chain of defocused neighbours), affine, homography.
+    model: str = "similarity"
+    #: Keep the reference frame's size (edge pixels repeat where a frame does not reach)
+    #: instead of cropping to the area every frame covers.
+    keep_size: bool = False
+    #: Match exposure and white balance (one gain per channel) to the reference frame.
+    exposure: bool = True
+    #: Longer side (px) of the grey image that registration works on; transforms are scaled
+    #: back to full resolution.
+    max_side: int = 1024
+    #: Shorter side (px) below which the registration pyramid stops.
+    min_side: int = 48
+    #: ECC iterations per pyramid level.
+    iterations: int = 100
+    #: A transform moving no corner by this much (px) is the identity: the frame is not resampled.
+    identity_tolerance: float = 1e-3
+    #: Gains within this of 1 are not applied (the frame stays bit-exact).
+    gain_tolerance: float = 0.002
+    #: Largest corner displacement between two neighbouring frames, as a fraction of the
+    #: image diagonal; more means registration went wrong.
+    max_step: float = 0.1
+    #: Lowest ECC correlation accepted between neighbouring frames.
+    min_correlation: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.model not in ALIGN_MODELS:
+            raise ConfigError(
+                "unknown value for --align-model",
+                expected=" | ".join(ALIGN_MODELS),
+                actual=repr(self.model),
+                fix=f"pass one of: {', '.join(ALIGN_MODELS)}",
+            )
+        if self.max_side < 64:
+            raise ConfigError("alignment max_side too small", expected=">= 64", actual=str(self.max_side))
+        if not 8 <= self.min_side <= self.max_side:
+            raise ConfigError("alignment min_side out of range", expected=f"8..{self.max_side}", actual=str(self.min_side))
+        if self.iterations < 1:
+            raise ConfigError("alignment iterations must be >= 1", expected=">= 1", actual=str(self.iterations))
+        if not 0.0 < self.max_step <= 1.0:
+            raise ConfigError("alignment max_step out of range", expected="0 < max_step <= 1", actual=str(self.max_step))
+
+
 @dataclass(frozen=True)
 class FuseConfig:
     """Everything ``focusstack fuse`` needs besides its inputs and output."""
@@ -82,6 +135,14 @@ class FuseConfig:
     fusion_weights: Path | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     show_progress: bool = True
+    align: AlignConfig = field(default_factory=AlignConfig)
+    #: Most frames fused at once (long stacks are fused in focus-ordered slabs of this many).
+    slab_size: int = MAX_FRAMES
+    #: Frames shared by consecutive slabs, so that no depth falls between two slabs.
+    slab_overlap: int = 1
+    #: auto: the focus order found from the frames (per-region sharpness), falling back to the
+    #: name order when that is not clearly better; name: the natural order of the file names.
+    focus_order: str = "auto"
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -89,6 +150,7 @@ class FuseConfig:
             ("--backend", self.backend, BACKENDS),
             ("--device", self.device, DEVICES),
             ("--precision", self.precision, PRECISIONS),
+            ("--focus-order", self.focus_order, FOCUS_ORDERS),
         ):
             if value not in allowed:
                 raise ConfigError(
@@ -99,6 +161,15 @@ class FuseConfig:
                 )
         if self.max_pixels <= 0:
             raise ConfigError("--max-pixels must be positive", expected="> 0", actual=str(self.max_pixels))
+        if self.slab_size < 2:
+            raise ConfigError("--slab-size must be at least 2", expected=">= 2", actual=str(self.slab_size))
+        if not 0 <= self.slab_overlap < self.slab_size - 1 and not (self.slab_size == 2 and self.slab_overlap == 0):
+            raise ConfigError(
+                "--slab-overlap out of range",
+                expected=f"0 <= overlap <= {max(0, self.slab_size - 2)}",
+                actual=str(self.slab_overlap),
+                fix="pass --slab-overlap 1 (the default)",
+            )
 
 
 def debug_enabled() -> bool:

@@ -4,6 +4,13 @@
 the weights) and only then decodes frames, so a bad call fails in well under a second and never
 leaves a file behind. :func:`fuse_batch` fuses every subfolder of a root, loading the networks
 once, and goes on past a bad stack.
+
+A stack is fused in two streamed passes (docs/align.md): pass 1 reads every frame once to find
+the focus order and the alignment (small per-frame results only); pass 2 reads, warps and
+exposure-matches the frames of one focus-ordered slab of at most ``slab_size`` frames at a
+time, fuses it, and fuses the slab results hierarchically (``focusstack.longstack``). Peak
+memory is one slab plus a few slab results, whatever the number of frames. With alignment off
+and no more frames than one slab, frames go to the engine exactly as read.
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from focusstack.config import MAX_FRAMES, FuseConfig
+import numpy as np
+
+from focusstack.align.stack import FramePreparer, analyse_stack
+from focusstack.config import FuseConfig
 from focusstack.engines.vaeedof import VAEEDOFEngine
+from focusstack.longstack import SlabReducer, count_merges, plan_slabs
 
 if TYPE_CHECKING:
     from focusstack.engines.decision import DecisionEngine
@@ -23,14 +34,19 @@ if TYPE_CHECKING:
     Engine = VAEEDOFEngine | DecisionEngine
 from focusstack.errors import (
     BatchError,
+    ConfigError,
     FocusstackError,
     OutputExistsError,
     UsageError,
     WeightsError,
     classify,
 )
-from focusstack.io import check_output, check_stack, collect_stack, output_bit_depth, read_image, write_image
+from focusstack.io import Frame, check_output, check_stack, collect_stack, output_bit_depth, read_image, write_image
 from focusstack.progress import peak_memory_mb, progress_bar
+
+#: Most frames one stack may have (a sanity bound on the command line, not a memory limit:
+#: frames are streamed).
+MAX_STACK_FRAMES = 100_000
 
 
 @dataclass
@@ -47,6 +63,16 @@ class FuseResult:
     tiles: dict
     timings_s: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: float = 0.0
+    #: Size of the input frames (``width``/``height`` are the output's, after cropping).
+    input_width: int = 0
+    input_height: int = 0
+    #: Per-frame transforms, gains and the crop (``{"enabled": False}`` with ``--no-align``).
+    alignment: dict = field(default_factory=dict)
+    #: File names from one end of the focus range to the other, and how the order was found.
+    focus_order: dict = field(default_factory=dict)
+    #: The slabs (file names) fused one at a time, and how many merges of slab results followed.
+    slabs: list = field(default_factory=list)
+    merges: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +93,19 @@ def build_engine(config: FuseConfig) -> Engine:
     return VAEEDOFEngine(backend, config.tiles)
 
 
+def slab_size_for(engine: Engine, config: FuseConfig) -> int:
+    """``config.slab_size``, checked against the engine's limit (the Fusion U-Net takes 7)."""
+    limit = getattr(getattr(engine, "backend", None), "frames", None)
+    if limit is not None and config.slab_size > limit:
+        raise ConfigError(
+            f"--slab-size {config.slab_size} is more than the {engine.name} engine takes at once",
+            expected=f"2..{limit}",
+            actual=str(config.slab_size),
+            fix=f"pass --slab-size {limit} or less",
+        )
+    return config.slab_size
+
+
 def fuse_stack(
     inputs: Sequence[Path],
     output: Path,
@@ -74,31 +113,71 @@ def fuse_stack(
     *,
     engine: Engine | None = None,
 ) -> FuseResult:
-    """Fuse one stack (a folder, or 2 to 7 files) into ``output`` and return a summary."""
+    """Fuse one stack (a folder, or 2 or more files) into ``output`` and return a summary."""
     t0 = time.perf_counter()
     output = Path(output)
     paths = collect_stack([Path(p) for p in inputs])
-    infos = check_stack(paths, max_frames=MAX_FRAMES, max_pixels=config.max_pixels)
+    infos = check_stack(paths, max_frames=MAX_STACK_FRAMES, max_pixels=config.max_pixels)
     bit_depth = output_bit_depth(output, [i.bit_depth for i in infos])
     check_output(output, config.overwrite, paths)  # before any decoding or network work
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"read": 0.0}
 
     t = time.perf_counter()
     if engine is None:
         engine = build_engine(config)
         timings["load_weights"] = time.perf_counter() - t
+    n = len(paths)
+    slab_size = slab_size_for(engine, config)
+
+    def read(path: Path) -> Frame:
+        tr = time.perf_counter()
+        frame = read_image(path, max_pixels=config.max_pixels)
+        timings["read"] += time.perf_counter() - tr
+        return frame
+
+    name = paths[0].parent.name or "stack"
+    alignment: dict = {"enabled": False}
+    focus: dict = {"order": [p.name for p in paths], "source": "name"}
+    merges = 0
+    if not config.align.enabled and n <= slab_size:
+        # the plain path: frames go to the engine exactly as read
+        t = time.perf_counter()
+        frames = [read(p) for p in paths]
+        ref = frames[0]
+        slabs = [list(range(n))]
+        with progress_bar(f"fusing {name}", enabled=config.show_progress) as update:
+            fused = engine.fuse([f.pixels for f in frames], on_tile=update)
+        del frames
+        timings["fuse"] = time.perf_counter() - t - timings["read"]
+        out_w, out_h = infos[0].width, infos[0].height
+    else:
+        t = time.perf_counter()
+        need_order = n > slab_size or (config.align.enabled and n > 2)
+        label = "aligning" if config.align.enabled else "ordering"
+        with progress_bar(f"{label} {name}", enabled=config.show_progress) as update:
+            analysis = analyse_stack(
+                paths,
+                read,
+                config.align,
+                need_order=need_order,
+                order_mode=config.focus_order,
+                keep_frames=n <= slab_size,
+                on_frame=update,
+            )
+        timings["align"] = time.perf_counter() - t
+        ref = analysis.first
+        assert ref is not None
+        order = analysis.order.order
+        focus = {"order": [paths[k].name for k in order], **analysis.order.to_dict()}
+        # a short stack is fused in name order (as without alignment); a long one in focus-ordered slabs
+        slabs = [list(range(n))] if n <= slab_size else [[order[i] for i in s_] for s_ in plan_slabs(n, slab_size, config.slab_overlap)]
+        t = time.perf_counter()
+        fused, merges, preparer = _fuse_slabs(engine, slabs, analysis, read, config, slab_size, name)
+        timings["fuse"] = time.perf_counter() - t
+        alignment = preparer.report()
+        out_w, out_h = analysis.crop.width, analysis.crop.height
 
     t = time.perf_counter()
-    frames = [read_image(p, max_pixels=config.max_pixels) for p in paths]
-    timings["read"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    with progress_bar(f"fusing {paths[0].parent.name or 'stack'}", enabled=config.show_progress) as update:
-        fused = engine.fuse([f.pixels for f in frames], on_tile=update)
-    timings["fuse"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    ref = frames[0]
     write_image(
         output,
         fused,
@@ -117,14 +196,65 @@ def fuse_stack(
         engine=engine.name,
         device=backend.device,
         precision=backend.precision,
-        width=infos[0].width,
-        height=infos[0].height,
-        frames=len(paths),
+        width=out_w,
+        height=out_h,
+        frames=n,
         bit_depth=bit_depth,
         tiles={"size": config.tiles.tile, "stride": config.tiles.stride},
         timings_s={k: round(v, 3) for k, v in timings.items()},
         peak_memory_mb=round(peak_memory_mb(), 1),
+        input_width=infos[0].width,
+        input_height=infos[0].height,
+        alignment=alignment,
+        focus_order=focus,
+        slabs=[[paths[k].name for k in s_] for s_ in slabs],
+        merges=merges,
     )
+
+
+def _fuse_slabs(
+    engine: Engine,
+    slabs: list[list[int]],
+    analysis,  # noqa: ANN001  (focusstack.align.stack.StackAnalysis)
+    read,  # noqa: ANN001  (Callable[[Path], Frame])
+    config: FuseConfig,
+    slab_size: int,
+    name: str,
+) -> tuple[np.ndarray, int, FramePreparer]:
+    """Pass 2: prepare and fuse one slab at a time; merge the slab results as they come.
+
+    Only the frames of the current slab (and those it shares with the next one) and the
+    waiting slab results are held. Returns ``(fused (h, w, 3) float32 in [0, 1], merges, preparer)``.
+    """
+    preparer = FramePreparer(analysis, read, config.align)
+    n_slabs = len(slabs)
+    n_merges = count_merges(n_slabs, slab_size)
+    done_merges = 0
+
+    def merge(images: list[np.ndarray], level: int) -> np.ndarray:
+        nonlocal done_merges
+        done_merges += 1
+        with progress_bar(
+            f"merging slab results {done_merges}/{n_merges} ({name})", enabled=config.show_progress
+        ) as update:
+            return engine.fuse(images, on_tile=update)
+
+    reducer = SlabReducer(merge, fan_in=slab_size)
+    held: dict[int, np.ndarray] = {}
+    for i, slab in enumerate(slabs):
+        nxt = set(slabs[i + 1]) if i + 1 < n_slabs else set()
+        frames = [held.pop(k) if k in held else preparer.prepare(k) for k in slab]
+        for k, f in zip(slab, frames):
+            if k in nxt:
+                held[k] = f
+        desc = f"fusing {name}" if n_slabs == 1 else f"fusing {name} slab {i + 1}/{n_slabs}"
+        with progress_bar(desc, enabled=config.show_progress) as update:
+            result = engine.fuse(frames, on_tile=update)
+        del frames
+        reducer.push(result)
+        del result
+    fused = reducer.finish()
+    return fused, reducer.merges, preparer
 
 
 @dataclass

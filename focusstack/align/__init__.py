@@ -1,0 +1,43 @@
+"""Alignment of real camera stacks (docs/align.md).
+
+* :mod:`~focusstack.align.registration`: coarse-to-fine ECC between two frames (similarity,
+  affine or homography) on a band-passed grey image.
+* :mod:`~focusstack.align.warp`: warping into the reference geometry (bicubic, float32, no
+  resampling for identity transforms) and the area every frame covers.
+* :mod:`~focusstack.align.exposure`: per-channel gains against the reference frame.
+* :mod:`~focusstack.align.stack`: the streamed two-pass alignment of a whole stack.
+"""
+
+from focusstack.align.exposure import GainReference, apply_gains, estimate_gains
+from focusstack.align.registration import (
+    MODELS,
+    build_pyramid,
+    corner_shift,
+    feature_image,
+    project_similarity,
+    register_pair,
+    transform_corners,
+)
+from focusstack.align.stack import FramePreparer, StackAnalysis, analyse_stack
+from focusstack.align.warp import Crop, common_area, full_area, is_identity, warp_frame
+
+__all__ = [
+    "MODELS",
+    "Crop",
+    "FramePreparer",
+    "GainReference",
+    "StackAnalysis",
+    "analyse_stack",
+    "apply_gains",
+    "build_pyramid",
+    "common_area",
+    "corner_shift",
+    "estimate_gains",
+    "feature_image",
+    "full_area",
+    "is_identity",
+    "project_similarity",
+    "register_pair",
+    "transform_corners",
+    "warp_frame",
+]

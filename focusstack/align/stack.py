@@ -1,0 +1,304 @@
+"""Alignment of a whole stack, streamed: pass 1 estimates, pass 2 applies.
+
+Pass 1 (:func:`analyse_stack`) reads every frame once, in name order, and keeps only small
+things per frame: its sharpness grid (``focusstack.longstack.focus_grid``) and the transform to
+its predecessor, found on a downscaled grey image. Neighbours are registered to each other, not
+to the reference, because neighbouring frames are focused at nearly the same distance and look
+alike; the transforms are then chained to the reference (the middle frame of the focus order):
+
+    T_ref<-k = T_ref<-k-1 . T_k-1<-k     (frames after the reference; the inverse before it).
+
+If the focus order found from the sharpness grids differs from the name order, the chain is
+registered again along the focus order (one more read of every frame).
+
+Pass 2 (:class:`FramePreparer`) reads a frame when a slab needs it, warps it into the output box
+(:mod:`focusstack.align.warp`) and matches its exposure to the reference
+(:mod:`focusstack.align.exposure`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from focusstack.align.exposure import GainReference, apply_gains, estimate_gains
+from focusstack.align.registration import (
+    build_pyramid,
+    corner_shift,
+    downscale_matrix,
+    feature_image,
+    register_pair,
+    rescale_transform,
+)
+from focusstack.align.warp import Crop, common_area, full_area, is_identity, warp_frame
+from focusstack.config import AlignConfig
+from focusstack.engines.focus import luminance
+from focusstack.errors import StackError
+from focusstack.io import Frame
+from focusstack.longstack import FocusOrder, focus_grid, focus_order
+
+__all__ = ["FramePreparer", "StackAnalysis", "analyse_stack"]
+
+Reader = Callable[[Path], Frame]
+Advance = Callable[[int, int], None]
+
+
+@dataclass
+class StackAnalysis:
+    """What pass 1 found. Lists are in name order (the order of ``paths``).
+
+    ``transforms[k]``: ``(3, 3)`` float64 ``T_ref<-k`` (frame ``k`` pixels -> reference pixels,
+    full resolution; exactly the identity for the reference and with alignment off).
+    ``correlations[k]``: ECC correlation of frame ``k`` with its focus-order predecessor on the
+    way to the reference (None for the reference). ``crop``: the output box in reference pixels.
+    """
+
+    paths: list[Path]
+    width: int
+    height: int
+    order: FocusOrder
+    reference: int
+    transforms: list[np.ndarray]
+    correlations: list[float | None]
+    crop: Crop
+    aligned: bool
+    model: str | None
+    first: Frame | None = None  # the first frame by name (EXIF and ICC come from it)
+    cache: dict[int, Frame] = field(default_factory=dict)
+    reads: int = 0
+
+    def frame_report(self, k: int) -> dict:
+        t = self.transforms[k]
+        return {
+            "file": self.paths[k].name,
+            "matrix": [[round(float(v), 8) for v in row] for row in t],
+            "corner_shift_px": round(corner_shift(t, self.width, self.height), 4),
+            "correlation": None if self.correlations[k] is None else round(self.correlations[k], 4),
+        }
+
+
+def _working_gray(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(H, W, 3)`` float32 -> (grey ``(h, w)`` float32 with ``max(h, w) <= max_side``,
+    ``(3, 3)`` full -> working pixel coordinates)."""
+    h, w = pixels.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    y = luminance(pixels)
+    if s >= 1.0:
+        return y, np.eye(3)
+    ws, hs = max(8, round(w * s)), max(8, round(h * s))
+    small = cv2.resize(y, (ws, hs), interpolation=cv2.INTER_AREA)
+    return small, downscale_matrix(ws / w, hs / h)
+
+
+class _Chain:
+    """Registers each frame fed to it against the previous one (pass 1)."""
+
+    def __init__(self, config: AlignConfig) -> None:
+        self.config = config
+        self.prev: tuple[list, str] | None = None
+        self.pairs: list[tuple[np.ndarray, float]] = []  # T_prev<-cur (full res), correlation
+
+    def feed(self, gray: np.ndarray, to_working: np.ndarray, name: str) -> None:
+        pyr = build_pyramid(feature_image(gray), self.config.min_side)
+        if self.prev is not None:
+            prev_pyr, prev_name = self.prev
+            res = register_pair(prev_pyr, pyr, self.config.model, iterations=self.config.iterations, names=(prev_name, name))
+            self.pairs.append((rescale_transform(res.transform, to_working), res.correlation))
+        self.prev = (pyr, name)
+
+
+def _check_pair(t: np.ndarray, rho: float, config: AlignConfig, w: int, h: int, fixed: str, moving: str) -> None:
+    step = corner_shift(t, w, h)
+    limit = config.max_step * math.hypot(w, h)
+    if not np.all(np.isfinite(t)) or step > limit or rho < config.min_correlation:
+        raise StackError(
+            f"alignment failed for frame {moving} (registered against its focus neighbour {fixed})",
+            expected=f"a corner shift of at most {limit:.0f} px and an ECC correlation of at least "
+            f"{config.min_correlation}",
+            actual=f"a corner shift of {step:.1f} px and a correlation of {rho:.3f}",
+            fix="if the frames are already registered pass --no-align; otherwise check that this frame "
+            "belongs to the stack (a stray shot?), or try --align-model similarity",
+        )
+
+
+def analyse_stack(
+    paths: Sequence[Path],
+    read: Reader,
+    config: AlignConfig,
+    *,
+    need_order: bool,
+    order_mode: str = "auto",
+    keep_frames: bool = False,
+    on_frame: Advance | None = None,
+) -> StackAnalysis:
+    """Pass 1: read every frame once; estimate focus order and alignment.
+
+    Args:
+        paths: the frames in name order (at least 2, one size).
+        read: ``path -> Frame`` (``focusstack.io.read_image`` with the size limit bound).
+        config: alignment settings; ``config.enabled`` False gives identity transforms.
+        need_order: find the focus order from the frames (long stacks, or alignment chains).
+        order_mode: ``"auto"`` (sharpness, falling back to names) or ``"name"``.
+        keep_frames: keep the decoded frames in ``cache`` (short stacks: pass 2 reuses them).
+        on_frame: progress ``(done, total)``.
+
+    Raises:
+        StackError: alignment failed (names the frame; suggests ``--no-align``).
+        ImageReadError: a frame cannot be decoded.
+    """
+    paths = [Path(p) for p in paths]
+    n = len(paths)
+    align = config.enabled
+    total = n
+    grids: list[np.ndarray] = []
+    chain = _Chain(config) if align else None
+    first: Frame | None = None
+    cache: dict[int, Frame] = {}
+    reads = 0
+    width = height = 0
+    for i, p in enumerate(paths):
+        frame = read(p)
+        reads += 1
+        height, width = frame.pixels.shape[:2]
+        if i == 0:
+            first = frame
+        gray, to_working = _working_gray(frame.pixels, config.max_side if align else 512)
+        if need_order:
+            grids.append(focus_grid(gray))
+        if chain is not None:
+            chain.feed(gray, to_working, p.name)
+        if keep_frames:
+            cache[i] = frame
+        del frame, gray
+        if on_frame is not None:
+            on_frame(i + 1, total)
+
+    if need_order and order_mode == "auto":
+        order = focus_order(grids)
+    else:
+        order = FocusOrder(list(range(n)), "name", 0.0, 0.0)
+
+    seq = order.order
+    pairs = chain.pairs if chain is not None else []
+    if chain is not None and seq != list(range(n)):
+        # frames are not focus neighbours in name order: register along the focus order
+        total += n
+        chain = _Chain(config)
+        for j, k in enumerate(seq):
+            cached = cache.get(k)
+            frame = cached if cached is not None else read(paths[k])
+            reads += cached is None
+            gray, to_working = _working_gray(frame.pixels, config.max_side)
+            chain.feed(gray, to_working, paths[k].name)
+            del frame, gray
+            if on_frame is not None:
+                on_frame(n + j + 1, total)
+        pairs = chain.pairs
+
+    ref_pos = len(seq) // 2
+    reference = seq[ref_pos]
+    transforms = [np.eye(3) for _ in range(n)]
+    correlations: list[float | None] = [None] * n
+    if align:
+        tol = config.identity_tolerance
+        for pos in range(ref_pos + 1, n):  # after the reference: T_ref<-k = T_ref<-prev . T_prev<-k
+            t, rho = pairs[pos - 1]
+            _check_pair(t, rho, config, width, height, paths[seq[pos - 1]].name, paths[seq[pos]].name)
+            transforms[seq[pos]] = transforms[seq[pos - 1]] @ t
+            correlations[seq[pos]] = rho
+        for pos in range(ref_pos - 1, -1, -1):  # before it: T_ref<-k = T_ref<-next . T_next<-k
+            t, rho = pairs[pos]  # T_k<-next
+            _check_pair(t, rho, config, width, height, paths[seq[pos + 1]].name, paths[seq[pos]].name)
+            transforms[seq[pos]] = transforms[seq[pos + 1]] @ np.linalg.inv(t)
+            correlations[seq[pos]] = rho
+        for k in range(n):
+            transforms[k] /= transforms[k][2, 2]
+            if is_identity(transforms[k], width, height, tol):
+                transforms[k] = np.eye(3)
+    if align and not config.keep_size:
+        crop = common_area(transforms, width, height, names=[p.name for p in paths])
+    else:
+        crop = full_area(width, height)
+    return StackAnalysis(
+        paths=paths,
+        width=width,
+        height=height,
+        order=order,
+        reference=reference,
+        transforms=transforms,
+        correlations=correlations,
+        crop=crop,
+        aligned=align,
+        model=config.model if align else None,
+        first=first,
+        cache=cache,
+        reads=reads,
+    )
+
+
+class FramePreparer:
+    """Pass 2: ``prepare(k) -> (crop.height, crop.width, 3) float32 in [0, 1]``: frame ``k``
+    read (or taken from the pass-1 cache), warped into the output box, exposure-matched."""
+
+    def __init__(self, analysis: StackAnalysis, read: Reader, config: AlignConfig) -> None:
+        self.a = analysis
+        self.read = read
+        self.config = config
+        self.gains: dict[int, list[float]] = {}
+        self.resampled: dict[int, bool] = {}
+        self.gain_applied: dict[int, bool] = {}
+        self.reads = 0
+        self.gain_ref: GainReference | None = None
+        if config.enabled and config.exposure:
+            ref = self._warped(analysis.reference, keep=True)
+            self.gain_ref = GainReference(ref)
+            del ref
+
+    def _load(self, k: int, keep: bool = False) -> np.ndarray:
+        frame = self.a.cache.get(k) if keep else self.a.cache.pop(k, None)
+        if frame is None:
+            frame = self.read(self.a.paths[k])
+            self.reads += 1
+        return frame.pixels
+
+    def _warped(self, k: int, keep: bool = False) -> np.ndarray:
+        pixels = self._load(k, keep)
+        out, resampled = warp_frame(pixels, self.a.transforms[k], self.a.crop, tol=self.config.identity_tolerance)
+        self.resampled[k] = resampled
+        return out
+
+    def prepare(self, k: int) -> np.ndarray:
+        out = self._warped(k)
+        if self.gain_ref is not None:
+            g = np.ones(3) if k == self.a.reference else estimate_gains(self.gain_ref, out)
+            self.gain_applied[k] = apply_gains(out, g, self.config.gain_tolerance)
+            self.gains[k] = [round(float(v), 5) for v in g]
+        return out
+
+    def report(self) -> dict:
+        a = self.a
+        if not a.aligned:
+            return {"enabled": False}
+        frames = []
+        for k in range(len(a.paths)):
+            r = a.frame_report(k)
+            r["resampled"] = self.resampled.get(k)
+            if self.gain_ref is not None:
+                r["gains"] = self.gains.get(k)
+                r["gains_applied"] = self.gain_applied.get(k)
+            frames.append(r)
+        return {
+            "enabled": True,
+            "model": a.model,
+            "reference": a.paths[a.reference].name,
+            "keep_size": self.config.keep_size,
+            "exposure": self.config.exposure,
+            "crop": a.crop.to_dict(),
+            "convention": "matrix maps frame pixels (x, y, 1) to reference pixels, before the crop",
+            "frames": frames,
+        }

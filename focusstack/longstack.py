@@ -1,0 +1,239 @@
+"""Long stacks: the focus order of the frames, focus-ordered slabs, and their hierarchical fusion.
+
+* :func:`focus_grid`: a coarse grid of local Laplacian energy of one frame (its sharpness per
+  region), from a small grey image; one small array per frame is all pass 1 keeps.
+* :func:`focus_order`: frames focused at neighbouring distances are sharp in the same regions,
+  so their grids are close; the focus order is the shortest path through all frames under that
+  distance (spectral seriation, refined by 2-opt). The name order is kept unless the found order
+  is clearly shorter (ambiguous stacks, like a flat subject, keep their names' order).
+* :func:`plan_slabs`: consecutive runs of at most ``size`` frames in focus order, neighbouring
+  runs sharing ``overlap`` frames, sizes balanced.
+* :class:`SlabReducer`: fuses slab results as they arrive, ``fan_in`` at a time, into results
+  of the next level (a tree), so that at most ``fan_in - 1`` results wait per level: memory
+  grows with the logarithm of the number of frames, not with the number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "FocusOrder",
+    "SlabReducer",
+    "count_merges",
+    "focus_grid",
+    "focus_order",
+    "path_cost",
+    "plan_slabs",
+]
+
+#: Cells of the focus grid along the longer side of the image.
+GRID_CELLS = 16
+
+
+def focus_grid(gray: np.ndarray, cells: int = GRID_CELLS, noise: float = 1.5 / 255.0) -> np.ndarray:
+    """Sharpness per region of one frame.
+
+    Args:
+        gray: ``(h, w)`` float32 grey image in [0, 1] (a downscaled frame is enough).
+        cells: cells along the longer side (the shorter side gets proportionally fewer, >= 2).
+        noise: noise std (in [0, 1] units, relative to a mid-grey image) below which detail does
+            not count; sets the floor added before the logarithm.
+
+    Returns:
+        ``(gy, gx)`` float32: ``log`` of the mean squared Laplacian per cell, after dividing the
+        image by its mean (so an exposure change does not change it).
+    """
+    if gray.ndim != 2 or min(gray.shape) < 8:
+        raise ValueError(f"focus_grid needs an (h, w) grey image of at least 8 px, got {gray.shape}")
+    g = gray.astype(np.float32, copy=False)
+    mean = float(g.mean())
+    g = g * np.float32(0.5 / mean) if mean > 1e-6 else g
+    g = cv2.GaussianBlur(g, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT_101)
+    lap = cv2.Laplacian(g, cv2.CV_32F, ksize=3, borderType=cv2.BORDER_REFLECT_101)
+    np.square(lap, out=lap)
+    h, w = g.shape
+    gx = cells if w >= h else max(2, round(cells * w / h))
+    gy = cells if h > w else max(2, round(cells * h / w))
+    e = cv2.resize(lap, (gx, gy), interpolation=cv2.INTER_AREA)
+    return np.log(e + np.float32(noise * noise * 20.0)).astype(np.float32)
+
+
+def path_cost(dist: np.ndarray, order: Sequence[int]) -> float:
+    """Sum of ``dist`` between consecutive entries of ``order``."""
+    o = np.asarray(order)
+    return float(dist[o[:-1], o[1:]].sum()) if len(o) > 1 else 0.0
+
+
+def _two_opt(dist: np.ndarray, order: list[int]) -> list[int]:
+    """Improve an open path by reversing segments while that shortens it."""
+    o = list(order)
+    n = len(o)
+    improved = True
+    while improved:
+        improved = False
+        for i in range(0, n - 1):
+            for j in range(i + 1, n):
+                # reverse o[i..j]: edges (i-1, i) and (j, j+1) become (i-1, j) and (i, j+1)
+                before = (dist[o[i - 1], o[i]] if i > 0 else 0.0) + (dist[o[j], o[j + 1]] if j < n - 1 else 0.0)
+                after = (dist[o[i - 1], o[j]] if i > 0 else 0.0) + (dist[o[i], o[j + 1]] if j < n - 1 else 0.0)
+                if after < before - 1e-9:
+                    o[i : j + 1] = o[i : j + 1][::-1]
+                    improved = True
+    return o
+
+
+def _spectral(dist: np.ndarray) -> list[int]:
+    """Fiedler-vector ordering of a distance matrix (spectral seriation)."""
+    n = dist.shape[0]
+    scale = float(np.median(dist[np.triu_indices(n, 1)])) or 1.0
+    sim = np.exp(-((dist / scale) ** 2))
+    lap = np.diag(sim.sum(1)) - sim
+    _, vecs = np.linalg.eigh(lap)
+    return [int(i) for i in np.argsort(vecs[:, 1], kind="stable")]
+
+
+@dataclass
+class FocusOrder:
+    """``order``: frame indices (into the name order) from one end of the focus range to the
+    other; ``source``: "name" or "sharpness"; costs: path lengths of both orders."""
+
+    order: list[int]
+    source: str
+    cost_name: float
+    cost_found: float
+
+    def to_dict(self) -> dict:
+        return {
+            "order": self.order,
+            "source": self.source,
+            "path_cost_name": round(self.cost_name, 4),
+            "path_cost_found": round(self.cost_found, 4),
+        }
+
+
+def focus_order(grids: Sequence[np.ndarray], *, margin: float = 0.1, min_range: float = 0.2) -> FocusOrder:
+    """Order frames by focus distance from their sharpness grids (:func:`focus_grid`).
+
+    Args:
+        grids: one ``(gy, gx)`` float32 grid per frame, in name order.
+        margin: the found order replaces the name order only when its path is shorter by more
+            than this fraction (the name order wins ties and near ties: it is the camera's).
+        min_range: cells whose log energy varies by less than this across frames (no texture,
+            or the same sharpness everywhere) are ignored.
+
+    Returns:
+        :class:`FocusOrder`; the found order is oriented to run the same way as the names.
+    """
+    n = len(grids)
+    name = list(range(n))
+    if n < 3:
+        return FocusOrder(name, "name", 0.0, 0.0)
+    x = np.stack([np.asarray(g, np.float64).ravel() for g in grids])  # (N, C)
+    informative = (x.max(0) - x.min(0)) >= min_range
+    if not informative.any():
+        return FocusOrder(name, "name", 0.0, 0.0)
+    x = x[:, informative]
+    dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    cost_name = path_cost(dist, name)
+    candidates = [_two_opt(dist, _spectral(dist)), _two_opt(dist, name)]
+    found = min(candidates, key=lambda o: path_cost(dist, o))
+    cost_found = path_cost(dist, found)
+    if np.corrcoef(found, name)[0, 1] < 0:
+        found = found[::-1]
+    if found == name or cost_found >= (1.0 - margin) * cost_name:
+        return FocusOrder(name, "name", cost_name, cost_found)
+    return FocusOrder(found, "sharpness", cost_name, cost_found)
+
+
+def plan_slabs(n: int, size: int, overlap: int = 0) -> list[list[int]]:
+    """Split positions ``0..n-1`` into consecutive slabs of at most ``size``.
+
+    Consecutive slabs share ``overlap`` positions; slab sizes differ by at most one. ``n <= size``
+    gives one slab.
+
+    Raises:
+        ValueError: ``n < 1``, ``size < 2`` or ``overlap`` not in ``[0, size - 2]`` (``0`` for
+            ``size = 2``).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if size < 2:
+        raise ValueError(f"slab size must be >= 2, got {size}")
+    if not 0 <= overlap <= max(0, size - 2):
+        raise ValueError(f"overlap must be in [0, {max(0, size - 2)}], got {overlap}")
+    if n <= size:
+        return [list(range(n))]
+    m = -(-(n - overlap) // (size - overlap))  # slabs needed
+    total = n + (m - 1) * overlap
+    base, extra = divmod(total, m)
+    slabs, start = [], 0
+    for i in range(m):
+        length = base + (1 if i < extra else 0)
+        slabs.append(list(range(start, start + length)))
+        start += length - overlap
+    assert slabs[-1][-1] == n - 1
+    return slabs
+
+
+class SlabReducer:
+    """Fuse slab results hierarchically as they arrive, in focus order.
+
+    ``fuse(images, level)`` fuses a list of ``(H, W, 3)`` float32 images (at most ``fan_in``) into
+    one; ``level`` is 1 for merges of slab results, 2 for merges of those, and so on. Results
+    pushed with :meth:`push` wait per level; when a level holds ``fan_in`` of them they are fused
+    at once into one result of the next level. :meth:`finish` fuses whatever is left, keeping
+    the focus order (earlier levels cover the earlier frames).
+    """
+
+    def __init__(self, fuse: Callable[[list[np.ndarray], int], np.ndarray], fan_in: int) -> None:
+        if fan_in < 2:
+            raise ValueError(f"fan_in must be >= 2, got {fan_in}")
+        self._fuse = fuse
+        self.fan_in = fan_in
+        self.levels: list[list[np.ndarray]] = []
+        self.merges = 0
+
+    def push(self, image: np.ndarray, level: int = 0) -> None:
+        while len(self.levels) <= level:
+            self.levels.append([])
+        self.levels[level].append(image)
+        if len(self.levels[level]) == self.fan_in:
+            group, self.levels[level] = self.levels[level], []
+            merged = self._merge(group, level + 1)
+            del group
+            self.push(merged, level + 1)
+
+    def _merge(self, group: list[np.ndarray], level: int) -> np.ndarray:
+        self.merges += 1
+        return self._fuse(group, level)
+
+    def pending(self) -> int:
+        return sum(len(v) for v in self.levels)
+
+    def finish(self) -> np.ndarray:
+        rest: list[np.ndarray] = []
+        top = len(self.levels)
+        for lv in reversed(self.levels):
+            rest.extend(lv)
+        self.levels = []
+        if not rest:
+            raise ValueError("no slab results to finish")
+        while len(rest) > 1:
+            groups = plan_slabs(len(rest), self.fan_in, 0)
+            rest = [self._merge([rest[i] for i in g], top + 1) if len(g) > 1 else rest[g[0]] for g in groups]
+            top += 1
+        return rest[0]
+
+
+def count_merges(slabs: int, fan_in: int) -> int:
+    """How many merges :class:`SlabReducer` makes for ``slabs`` slab results (for progress)."""
+    r = SlabReducer(lambda imgs, level: imgs[0], fan_in)
+    for _ in range(slabs):
+        r.push(np.zeros(1))  # type: ignore[arg-type]
+    r.finish()
+    return r.merges
