@@ -1,4 +1,4 @@
-"""`focusstack train ...`: training commands (the Fusion U-Net now; FSB and KEB later)."""
+"""`focusstack train ...`: training commands (the Fusion U-Net, and the transition-region FSB and KEB)."""
 
 from __future__ import annotations
 
@@ -41,5 +41,61 @@ def fusion(
         given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples).items() if v is not None}
         cfg = TrainFusionConfig(data=data, out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
         summary = train_fusion(cfg)
+        if json_out:
+            print_json(summary)
+
+
+def _given(**kw) -> dict:  # noqa: ANN003
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+@train_app.command("fsb", help="Train the Foreground Segmentation Branch (transition-region refinement) on 2-frame renders (`render-dataset --frames-min 2 --frames-max 2`). Resumes from OUT/checkpoint.")
+def fsb(
+    data: Path = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/).", show_default=False),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
+    steps: int = typer.Option(None, "--steps", help="Total optimisation steps (default 1500).", show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help="Crops per step (default 8).", show_default=False),
+    crop: int = typer.Option(None, "--crop", help="Crop size in px (default 128).", show_default=False),
+    lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate (default 1e-3).", show_default=False),
+    channels: int = typer.Option(None, "--channels", help="Network width (default 16).", show_default=False),
+    minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
+    threads: int = typer.Option(None, "--threads", help="Torch threads (default 1).", show_default=False),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fsb).", show_default=False),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    from focusstack.training.fsb import TrainFSBConfig, train_fsb
+
+    with handle_errors(debug):
+        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads)
+        summary = train_fsb(TrainFSBConfig(data=data, out=out, export=export, seed=seed, show_progress=not quiet, **given))
+        if json_out:
+            print_json(summary)
+
+
+@train_app.command("keb", help="Train the Kernel Estimation Branch (transition-region refinement) on 2-frame renders plus Gaussian-blurred clean crops. Resumes from OUT/checkpoint.")
+def keb(
+    data: Path = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/).", show_default=False),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
+    steps: int = typer.Option(None, "--steps", help="Total optimisation steps (default 1500).", show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help="Crops per step (default 16).", show_default=False),
+    crop: int = typer.Option(None, "--crop", help="Crop size in px (default 96).", show_default=False),
+    lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate (default 1e-3).", show_default=False),
+    channels: int = typer.Option(None, "--channels", help="Network width (default 32).", show_default=False),
+    minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
+    threads: int = typer.Option(None, "--threads", help="Torch threads (default 1).", show_default=False),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/keb).", show_default=False),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    from focusstack.training.keb import TrainKEBConfig, train_keb
+
+    with handle_errors(debug):
+        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads)
+        summary = train_keb(TrainKEBConfig(data=data, out=out, export=export, seed=seed, show_progress=not quiet, **given))
         if json_out:
             print_json(summary)

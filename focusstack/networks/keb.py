@@ -1,0 +1,103 @@
+"""Kernel Estimation Branch (KEB) of the transition-region paper (Liu et al., Fig. 3a, Eq. 12).
+
+Regresses the standard deviation ``sigma`` (px) of the isotropic Gaussian PSF (Eq. 2) with
+which the foreground is blurred in the far-focus frame.
+
+Architecture (:class:`KEBConfig`, saved as ``config.json`` beside the weights):
+
+* input convolution (3x3) ``in_channels -> channels``;
+* 2 multi-scale residual blocks (:class:`~focusstack.networks.msrb.MSRB`);
+* spatial attention: ``a = sigmoid(conv7x7([mean_c(h), max_c(h), mask]))``, ``h <- h * a``
+  (suppresses background features, as the paper says; the foreground mask is one of its inputs);
+* global pooling to ``(B, C)``: the attention-weighted mean ``sum(h a) / sum(a)`` (a plain
+  average of ``h * a`` would change with the foreground's area);
+* 3 fully connected layers ``C -> hidden -> hidden/2 -> 1`` and a softplus, so ``sigma > 0``.
+
+Inputs (:data:`KEB_INPUTS`): the *sharp* view of the foreground (the near frame) RGB in [0, 1],
+the *blurred* view (the far frame) RGB in [0, 1], and the foreground mask in [0, 1]. The paper
+does not list KEB's inputs; a sharp reference makes the estimate well posed, and its KEB check
+(blur a clean image with ``K_gt``, estimate ``K_pd``) is the special case ``sharp = I_clear``,
+``blurred = I_1``, ``mask = 1``. Input ``(B, 7, H, W)`` float32 -> ``(B,)`` float32 sigma in px.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from focusstack.networks.msrb import MSRB
+
+KEB_INPUTS = ("sharp_rgb", "blurred_rgb", "foreground_mask")
+
+
+@dataclass(frozen=True)
+class KEBConfig:
+    """Architecture only."""
+
+    in_channels: int = 7
+    channels: int = 32
+    scales: tuple[int, ...] = (2, 4)
+    hidden: int = 64
+    inputs: tuple[str, ...] = KEB_INPUTS
+
+    def __post_init__(self) -> None:
+        if len(self.scales) != 2:
+            raise ValueError(f"KEB has 2 MSRBs: scales needs 2 factors, got {self.scales}")
+        if self.channels < 2 or self.hidden < 2:
+            raise ValueError(f"channels and hidden must be >= 2, got {self.channels}, {self.hidden}")
+        if self.in_channels != 7:
+            raise ValueError(f"in_channels must be 7 (sharp RGB, blurred RGB, mask), got {self.in_channels}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["scales"] = list(self.scales)
+        d["inputs"] = list(self.inputs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KEBConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown KEB config keys: {sorted(unknown)}")
+        d = dict(d)
+        for k in ("scales", "inputs"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+class KEB(nn.Module):
+    """``(B, 7, H, W)`` float32 -> ``(B,)`` float32 sigma in px (see module docstring)."""
+
+    def __init__(self, cfg: KEBConfig = KEBConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.conv_in = nn.Conv2d(cfg.in_channels, c, 3, padding=1)
+        self.blocks = nn.Sequential(*[MSRB(c, s) for s in cfg.scales])
+        self.attn = nn.Conv2d(3, 1, 7, padding=3)
+        self.fc = nn.Sequential(
+            nn.Linear(c, cfg.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(cfg.hidden, cfg.hidden // 2),
+            nn.ReLU(inplace=True),
+            nn.Linear(cfg.hidden // 2, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.cfg.in_channels:
+            raise ValueError(f"KEB input must be (B, {self.cfg.in_channels}, H, W), got {tuple(x.shape)}")
+        mask = x[:, 6:7]
+        h = self.blocks(self.conv_in(x))
+        a = torch.sigmoid(self.attn(torch.cat([h.mean(1, keepdim=True), h.amax(1, keepdim=True), mask], dim=1)))
+        pooled = (h * a).sum((2, 3)) / (a.sum((2, 3)) + 1e-6)
+        return F.softplus(self.fc(pooled)).squeeze(1)

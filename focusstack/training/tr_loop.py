@@ -1,0 +1,165 @@
+"""The training loop shared by ``focusstack train fsb`` and ``focusstack train keb``.
+
+AdamW with a linear warm-up and a cosine decay to a tenth of the peak rate, gradient clipping,
+an EMA of the weights (validated and exported), checkpoints (safetensors + JSON state, the same
+format as ``train fusion``) every ``ckpt_every`` steps, on a time limit and on Ctrl-C, so a run
+resumes where it stopped. The task (FSB or KEB) supplies the batches, the loss and the
+validation through :class:`Task`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from focusstack.networks.weights import save_model_dir
+from focusstack.progress import progress_bar
+from focusstack.training.fusion import _unflatten_optimizer, save_checkpoint
+
+
+@dataclass
+class Task:
+    """What one network's training needs: a model, its architecture dict, batches, a loss and
+    a validation (``validate(ema) -> dict`` of floats)."""
+
+    model: torch.nn.Module
+    arch: dict
+    draw: Callable[[np.random.Generator], tuple]
+    loss: Callable[[torch.nn.Module, tuple], tuple[torch.Tensor, dict]]
+    validate: Callable[[torch.nn.Module], dict]
+    recipe: str
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    out: Path
+    steps: int
+    lr: float
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    ema_decay: float = 0.995
+    ckpt_every: int = 100
+    val_every: int = 200
+    minutes: float = 0.0  # stop (checkpoint, export) after this much wall time in this call; 0: no limit
+    seed: int = 0
+    export: Path | None = None
+    show_progress: bool = True
+    threads: int = 1
+    extra: dict | None = None  # recorded in the summary and model metadata
+
+
+def run_training(task: Task, cfg: LoopConfig) -> dict:
+    """Train (or resume from ``out/checkpoint``) and return a summary; see the module docstring."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(task.arch, indent=2) + "\n")
+    torch.manual_seed(cfg.seed)
+    model = task.model.train()
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    step, log = 0, []
+    ckpt = out / "checkpoint"
+    if (ckpt / "state.json").is_file():
+        state = json.loads((ckpt / "state.json").read_text())
+        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
+        ot = load_file(str(ckpt / "optim.safetensors"))
+        ot.pop("__rng__", None)
+        _unflatten_optimizer(opt, ot, state["optim"])
+        step, log = state["step"], state["log"]
+        rng = np.random.default_rng([cfg.seed, step])  # a fresh but reproducible stream after resume
+
+    def lr_at(s: int) -> float:
+        if s < cfg.warmup:
+            return cfg.lr * (s + 1) / cfg.warmup
+        p = (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+    t0 = time.perf_counter()
+    wall_before = log[-1]["wall_s"] if log else 0.0
+    losses: list[float] = []
+    parts: dict[str, list[float]] = {}
+    stopped_on_time = False
+
+    def entry() -> dict:
+        e = {"step": step, "loss": float(np.mean(losses[-50:])) if losses else None, "wall_s": round(wall_before + time.perf_counter() - t0, 1)}
+        e |= {k: float(np.mean(v[-50:])) for k, v in parts.items()}
+        return e
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt, step, model, ema, opt, torch.zeros(1), log)
+
+    try:
+        with progress_bar("training", enabled=cfg.show_progress) as upd:
+            while step < cfg.steps:
+                batch = task.draw(rng)
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step)
+                loss, info = task.loss(model, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                d = min(cfg.ema_decay, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters()):
+                        pe.lerp_(pm, 1 - d)
+                step += 1
+                losses.append(float(loss.detach()))
+                for k, v in info.items():
+                    parts.setdefault(k, []).append(v)
+                upd(step, cfg.steps)
+                if step % cfg.val_every == 0 or step == cfg.steps:
+                    ema.eval()
+                    e = entry() | task.validate(ema)
+                    log.append(e)
+                    with (out / "log.jsonl").open("a") as fh:
+                        fh.write(json.dumps(e) + "\n")
+                if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                    if not log or log[-1]["step"] != step:
+                        log.append(entry())
+                    checkpoint()
+                if cfg.minutes and time.perf_counter() - t0 > cfg.minutes * 60:
+                    stopped_on_time = True
+                    break
+    except KeyboardInterrupt:
+        checkpoint()
+        raise
+    if stopped_on_time:
+        ema.eval()
+        e = entry() | task.validate(ema)
+        log.append(e)
+        with (out / "log.jsonl").open("a") as fh:
+            fh.write(json.dumps(e | {"stopped_on_time": True}) + "\n")
+        checkpoint()
+    summary = {
+        "steps": step,
+        "target_steps": cfg.steps,
+        "stopped_on_time": stopped_on_time,
+        "wall_s": round(wall_before + time.perf_counter() - t0, 1),
+        "last": log[-1] if log else {},
+        "recipe": task.recipe,
+        "loop": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
+    }
+    if cfg.export is not None:
+        export_model(ema, task.arch, Path(cfg.export), step, summary)
+    return summary
+
+
+def export_model(model: torch.nn.Module, arch: dict, folder: Path, steps: int, summary: dict) -> None:
+    """``model.safetensors`` (metadata ``trained_steps``), ``config.json``, ``SHA256SUMS`` and
+    ``train_summary.json`` into ``folder``."""
+    save_model_dir(model, arch, folder, metadata={"trained_steps": steps, "recipe": summary.get("recipe", "")})
+    (folder / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
