@@ -1,17 +1,133 @@
-"""`focusstack eval`: not built yet. It says so and exits 2 (never pretends to work)."""
+"""`focusstack eval`: parse options, build an EvalConfig, call ``focusstack.evaluation.evaluate``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from focusstack.cli._notbuilt import not_built
+from focusstack.cli.common import err_console, handle_errors, print_json
+from focusstack.config import DEVICES
+from focusstack.errors import UsageError
+
+# focusstack.evaluation imports no torch/piq at module level: `focusstack --help` stays fast.
+from focusstack.evaluation import EvalConfig, parse_method
+from focusstack.metrics.registry import METRICS
+
+_D = EvalConfig()
+
+HELP = f"""Score fused images: VAEEDOF's Table 1 and Figure 4, the TR paper's Table 1.
+
+PRED_DIR holds one method's outputs; --method NAME=DIR (repeatable) adds more methods. Files pair
+by stem (name without extension) with --gt DIR (DIR/<stem>.<ext>), --sources DIR (DIR/<stem>/,
+the frames) and --masks DIR (DIR/<stem>.<ext>, white where the first frame is sharp). A
+render-dataset folder works directly for all three (samples/<stem>/gt.png, frame_*.png,
+mask_*.png).
+
+Metrics (--metrics, comma list; default: all the given references allow):
+reference (with --gt): {', '.join(m.key for m in METRICS if m.kind == 'reference')};
+fusion (with --sources, no GT): q_mi, q_abf, q_y; mask (with --masks): miou.
+LPIPS, DISTS and PieAPP need weight files in the torch hub cache (torch.hub.get_dir()/checkpoints,
+$TORCH_HOME moves it); a missing file makes the metric unavailable (named, with where to put it),
+never a number. --download-weights fetches them.
+
+--plots DIR draws each reference metric against patch difficulty (1 - max_k SSIM(GT, frame_k),
+--patch px patches; needs --gt and --sources). The table goes to stderr; --json prints every
+image and the means to stdout. Details: docs/eval.md.
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(
-        "eval",
-        help="Not built yet (exits 2); see the eval issue.",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )
-    def _cmd(ctx: typer.Context) -> None:
-        not_built("eval", "the eval issue")
+    @app.command("eval", help=HELP, no_args_is_help=True)
+    def eval_cmd(
+        pred_dir: Optional[Path] = typer.Argument(None, help="Folder of one method's outputs (named after the folder).", show_default=False),
+        gt: Optional[Path] = typer.Option(None, "--gt", help="GT folder (<stem>.<ext>) or render-dataset root.", show_default=False),
+        sources: Optional[Path] = typer.Option(None, "--sources", help="Source frames: <stem>/ folders, or a render-dataset root.", show_default=False),
+        masks: Optional[Path] = typer.Option(None, "--masks", help="GT decision masks (<stem>.<ext>, white = first frame) or a render-dataset root; adds mIoU.", show_default=False),
+        method: Optional[list[str]] = typer.Option(None, "--method", help="NAME=DIR: another method's outputs; repeatable.", show_default=False),
+        metrics: str = typer.Option(",".join(_D.metrics), "--metrics", help="Comma list of metrics; empty = all the given references allow."),
+        json_out: bool = typer.Option(False, "--json", help="Print every image's scores and the means as JSON on stdout."),
+        csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per (method, image) to this CSV file.", show_default=False),
+        plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for the metric-vs-difficulty PNGs (created if missing).", show_default=False),
+        patch: int = typer.Option(_D.patch, "--patch", help="Patch side in px for the difficulty analysis."),
+        bins: int = typer.Option(_D.bins, "--bins", help="Difficulty bins in the plots."),
+        overwrite: bool = typer.Option(_D.overwrite, "--overwrite", help="Replace an existing --csv file or plot."),
+        download_weights: bool = typer.Option(_D.download_weights, "--download-weights", help="Download missing LPIPS/DISTS/PieAPP weights (network; 30 s timeout per file)."),
+        device: str = typer.Option(_D.device, "--device", help=f"{' | '.join(DEVICES)}: where piq's metrics run."),
+        threads: int = typer.Option(_D.threads, "--threads", help="torch intra-op threads; 0 keeps torch's default."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    ) -> None:
+        from focusstack.evaluation import evaluate
+
+        with handle_errors(debug):
+            methods = [parse_method(m) for m in (method or [])]
+            if pred_dir is not None:
+                name = pred_dir.resolve().name or "pred"
+                if any(n == name for n, _ in methods):
+                    raise UsageError(f"PRED_DIR's name {name!r} is also a --method name", fix="rename that --method")
+                methods.insert(0, (name, pred_dir))
+            config = EvalConfig(
+                methods=tuple(methods),
+                gt=gt,
+                sources=sources,
+                masks=masks,
+                metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+                csv=csv_path,
+                plots=plots,
+                patch=patch,
+                bins=bins,
+                overwrite=overwrite,
+                download_weights=download_weights,
+                device=device,
+                threads=threads,
+                show_progress=not quiet,
+            )
+            result = evaluate(config)
+            _print_table(result)
+            if json_out:
+                print_json(result.to_dict())
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    a = abs(v)
+    return f"{v:.3f}" if a >= 1 else (f"{v:.4f}" if a >= 1e-3 or a == 0 else f"{v:.2e}")
+
+
+def _print_table(result) -> None:  # noqa: ANN001
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"focusstack eval: {len(result.images) // max(len(result.methods), 1)} image(s)", title_justify="left")
+    table.add_column("method")
+    for m in result.metrics:
+        table.add_column(f"{m.label} {m.arrow}", justify="right")
+    best: dict[str, float] = {}
+    for m in result.metrics:
+        vals = [per[m.key]["mean"] for per in result.summary.values() if per[m.key]["mean"] is not None]
+        if len(vals) > 1:
+            best[m.key] = max(vals) if m.higher_is_better else min(vals)
+    for name, per in result.summary.items():
+        cells = []
+        for m in result.metrics:
+            v = per[m.key]["mean"]
+            s = _fmt(v)
+            if v is not None and best.get(m.key) == v:
+                s = f"[bold]{s}[/]"
+            if v is not None and per[m.key]["n"] < per[m.key]["of"]:
+                s += "*"
+            cells.append(s)
+        table.add_row(name, *cells)
+    err_console.print(table)
+    notes = dict(result.unavailable)
+    for per in result.summary.values():
+        for k, cell in per.items():
+            if cell["unavailable"] and k not in notes:
+                notes[k] = cell["unavailable"] + (" (* mean over the other images)" if cell["mean"] is not None else "")
+    for k, reason in notes.items():
+        err_console.print(f"[yellow]{k}[/] unavailable: {escape(reason)}", markup=True, highlight=False)
+    for path in result.written:
+        err_console.print(f"wrote {path}")

@@ -1,0 +1,563 @@
+"""``focusstack eval``: score fused images the way VAEEDOF (Table 1, Figure 4) and the TR paper
+(Table 1) do, for one or several methods in one run. :func:`evaluate` is the whole job; the CLI
+only parses options into an :class:`EvalConfig`.
+
+Inputs, paired by file stem (the name without its extension):
+
+* predictions: one folder per method (``PRED_DIR``, ``--method NAME=DIR``), one image per stem;
+  every method must have the same stems.
+* ``--gt DIR``: ``DIR/<stem>.<ext>``, or a render-dataset root (``DIR/samples/<stem>/gt.png``).
+* ``--sources DIR``: ``DIR/<stem>/`` holding that stem's frames (natural order, near to far), or
+  a render-dataset root (``DIR/samples/<stem>/frame_*.png``).
+* ``--masks DIR``: the GT decision mask: ``DIR/<stem>.<ext>`` (white where the first frame is
+  sharp), ``DIR/<stem>/`` with one mask per frame, or a render-dataset root
+  (``samples/<stem>/mask_*.png``). A method's own decision map is read from
+  ``<method dir>/masks/<stem>.<ext>`` when present, else implied from its output and the sources
+  (:func:`focusstack.metrics.masks.implied_decision`).
+
+Images are read with :func:`focusstack.io.read_image` (8/16-bit PNG, TIFF, JPEG, RAW) as
+``(H, W, 3) float32`` in [0, 1], so 16-bit files are scored at full precision. A metric that
+cannot be computed is reported as unavailable with its reason, never as 0 or NaN. The JSON
+schema and every metric's definition are in docs/eval.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from focusstack.config import DEFAULT_MAX_PIXELS, DEVICES
+from focusstack.errors import ConfigError, FocusstackError, UsageError
+from focusstack.io import SUPPORTED_EXTENSIONS, atomic_output, check_output, natural_sort, read_image
+from focusstack.metrics.registry import BY_KEY, METRICS, MetricInfo, Unavailable, resolve_metric
+
+SCHEMA = "focusstack-eval/1"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class EvalInputError(FocusstackError):
+    """Predictions and references that do not pair up: a missing file, sizes that differ (exit 1)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything ``eval`` needs; the CLI's defaults are this class's defaults.
+
+    ``methods``: (name, folder) pairs, one per method. ``metrics``: metric keys; empty = every
+    metric the given references allow (reference metrics with ``gt``, fusion metrics with
+    ``sources``, mIoU with ``masks``). ``difficulty``: compute the per-patch difficulty analysis
+    (needs ``gt`` and ``sources``); ``None`` = only when ``plots`` is given.
+    """
+
+    methods: tuple[tuple[str, Path], ...] = ()
+    gt: Path | None = None
+    sources: Path | None = None
+    masks: Path | None = None
+    metrics: tuple[str, ...] = ()
+    csv: Path | None = None
+    plots: Path | None = None
+    difficulty: bool | None = None
+    patch: int = 64
+    bins: int = 8
+    overwrite: bool = False
+    download_weights: bool = False
+    download_timeout_s: float = 30.0
+    device: str = "cpu"
+    threads: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.patch, int) or self.patch < 16:
+            raise ConfigError("--patch must be at least 16 px", expected="an integer >= 16", actual=repr(self.patch),
+                              fix="pass --patch 64 (the default)")
+        if not isinstance(self.bins, int) or self.bins < 1:
+            raise ConfigError("--bins must be at least 1", expected="an integer >= 1", actual=repr(self.bins),
+                              fix="pass --bins 8 (the default)")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device {self.device}: unknown device", expected=" | ".join(DEVICES),
+                              actual=repr(self.device), fix="pass --device cpu")
+        if self.threads < 0:
+            raise ConfigError("--threads must be >= 0", actual=repr(self.threads), fix="pass 0 to keep torch's default")
+        if self.download_timeout_s <= 0:
+            raise ConfigError("the download timeout must be positive", actual=repr(self.download_timeout_s))
+        seen: set[str] = set()
+        for name, _ in self.methods:
+            if name in seen:
+                raise UsageError(f"method name {name!r} is given twice", fix="give each --method a different NAME")
+            seen.add(name)
+
+    @property
+    def wants_difficulty(self) -> bool:
+        return bool(self.plots is not None if self.difficulty is None else self.difficulty)
+
+
+def parse_method(spec: str) -> tuple[str, Path]:
+    """``"NAME=DIR"`` -> (name, folder)."""
+    name, sep, folder = str(spec).partition("=")
+    name = name.strip()
+    if not sep or not folder or not _NAME.match(name):
+        raise UsageError(
+            f"--method {spec}: not NAME=DIR",
+            expected="a name of letters, digits, '.', '_', '+' or '-', then '=', then a folder",
+            actual=repr(spec),
+            fix="pass e.g. --method vaeedof=out/vaeedof",
+        )
+    return name, Path(folder)
+
+
+def select_metrics(config: EvalConfig) -> list[MetricInfo]:
+    """The metrics this run computes, in the table's order (see :class:`EvalConfig`)."""
+    have = {"reference": config.gt is not None, "fusion": config.sources is not None, "mask": config.masks is not None}
+    need = {"reference": "--gt DIR", "fusion": "--sources DIR", "mask": "--masks DIR"}
+    if not config.metrics:
+        chosen = [m for m in METRICS if have[m.kind]]
+        if not chosen:
+            raise UsageError("nothing to score against", expected="--gt DIR, --sources DIR or --masks DIR",
+                             actual="none of them", fix="pass the GT folder (--gt) and/or the source frames (--sources)")
+        return chosen
+    chosen = []
+    for name in config.metrics:
+        info = resolve_metric(name)
+        if info is None:
+            raise ConfigError(f"--metrics: unknown metric {name!r}", expected=", ".join(m.key for m in METRICS),
+                              actual=repr(name), fix="pick names from the list (case and '-'/'_' do not matter)")
+        if not have[info.kind]:
+            raise UsageError(f"--metrics {info.key} needs {need[info.kind]}", fix=f"pass {need[info.kind]} or drop {info.key}")
+        if info not in chosen:
+            chosen.append(info)
+    return [m for m in METRICS if m in chosen]
+
+
+# --------------------------------------------------------------------------------------------
+# finding files
+
+
+def _is_dataset(root: Path) -> bool:
+    return (root / "samples").is_dir()
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return natural_sort(p for p in folder.iterdir()
+                        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_EXTENSIONS)
+
+
+def _stem_map(folder: Path, what: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in _images_in(folder):
+        if p.stem in out:
+            raise EvalInputError(f"{what} {folder}: two files share the stem {p.stem!r} ({out[p.stem].name}, {p.name})",
+                                 fix="keep one file per stem")
+        out[p.stem] = p
+    return out
+
+
+def _check_dir(path: Path | None, option: str) -> None:
+    if path is not None and not path.is_dir():
+        raise UsageError(f"{option} {path}: not a folder", expected="an existing folder",
+                         actual="missing" if not path.exists() else "a file", fix=f"check the path given to {option}")
+
+
+def _by_stem(folder: Path, stem: str) -> Path | None:
+    for ext in sorted(SUPPORTED_EXTENSIONS):
+        for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def _missing(kind: str, expected: Path, pred: Path, fix: str) -> EvalInputError:
+    return EvalInputError(f"{expected}: {kind} for prediction {pred} not found", expected=f"the file {expected}",
+                          actual="missing", fix=fix)
+
+
+def _gt_path(root: Path, stem: str, pred: Path) -> Path:
+    if _is_dataset(root):
+        p = root / "samples" / stem / "gt.png"
+        if not p.is_file():
+            raise _missing("ground truth", p, pred, "check that the prediction stems are the dataset's sample ids")
+        return p
+    p = _by_stem(root, stem)
+    if p is None:
+        raise _missing("ground truth", root / f"{stem}.png", pred,
+                       f"put {stem}.<png|tif|jpg|...> in {root}, or remove {pred.name} from the predictions")
+    return p
+
+
+def _source_paths(root: Path, stem: str, pred: Path) -> list[Path]:
+    if _is_dataset(root):
+        folder = root / "samples" / stem
+        frames = natural_sort(folder.glob("frame_*.png")) if folder.is_dir() else []
+    else:
+        folder = root / stem
+        frames = _images_in(folder) if folder.is_dir() else []
+    if not frames:
+        raise _missing("source frames", folder, pred, f"put the frames of {stem} in {folder}/")
+    return frames
+
+
+def _mask_paths(root: Path, stem: str, pred: Path) -> list[Path]:
+    if _is_dataset(root):
+        folder = root / "samples" / stem
+        found = natural_sort(folder.glob("mask_*.png")) if folder.is_dir() else []
+        if not found:
+            raise _missing("GT masks", folder / "mask_00.png", pred, "render the dataset again (it writes mask_*.png)")
+        return found
+    p = _by_stem(root, stem)
+    if p is not None:
+        return [p]
+    if (root / stem).is_dir() and _images_in(root / stem):
+        return _images_in(root / stem)
+    raise _missing("GT mask", root / f"{stem}.png", pred, f"put {stem}.png (white where the first frame is sharp) in {root}")
+
+
+# --------------------------------------------------------------------------------------------
+# result
+
+
+@dataclass
+class EvalResult:
+    metrics: list[MetricInfo]
+    methods: list[dict[str, str]]
+    images: list[dict[str, Any]]
+    summary: dict[str, dict[str, dict[str, Any]]]
+    unavailable: dict[str, str]
+    difficulty: dict[str, Any] | None = None
+    written: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "metrics": [m.to_dict() for m in self.metrics],
+            "methods": self.methods,
+            "images": self.images,
+            "summary": self.summary,
+            "unavailable": self.unavailable,
+            "difficulty": self.difficulty,
+            "written": self.written,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _clean(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+
+
+def evaluate(config: EvalConfig) -> EvalResult:
+    """Score every method's predictions; write the CSV and plots the config asks for.
+
+    Raises:
+        UsageError / ConfigError: bad options (no method, nothing to score against, a metric that
+            needs a reference that was not given, an existing output without ``overwrite``).
+        EvalInputError: a prediction without its GT / sources / mask, sizes that differ, methods
+            with different stems.
+        ImageReadError: an image that cannot be decoded.
+        MissingDependencyError: reference metrics asked for without piq/torchvision installed.
+    """
+    import time
+
+    import torch
+
+    from focusstack.metrics import fusion as fm
+    from focusstack.metrics.difficulty import difficulty, patches
+    from focusstack.metrics.masks import implied_decision, labels_from_masks, miou
+    from focusstack.metrics.reference import ReferenceScorer
+    from focusstack.progress import progress_bar
+
+    t0 = time.perf_counter()
+    if not config.methods:
+        raise UsageError("no predictions given", fix="pass PRED_DIR and/or --method NAME=DIR")
+    for name, folder in config.methods:
+        _check_dir(folder, f"--method {name}=" if name else "PRED_DIR")
+    _check_dir(config.gt, "--gt")
+    _check_dir(config.sources, "--sources")
+    _check_dir(config.masks, "--masks")
+    infos = select_metrics(config)
+    keys = [m.key for m in infos]
+    want_diff = config.wants_difficulty
+    if want_diff and (config.gt is None or config.sources is None):
+        raise UsageError("the difficulty analysis (--plots) needs --gt and --sources",
+                         fix="pass both, or drop --plots")
+    ref_keys = [m.key for m in infos if m.kind == "reference"]
+    patch_keys = [k for k in ref_keys if BY_KEY[k].min_size <= config.patch]
+
+    # outputs: refuse existing files before any work
+    if config.csv is not None:
+        check_output(config.csv, overwrite=config.overwrite)
+    plot_paths: dict[str, Path] = {}
+    if config.plots is not None and want_diff:
+        if config.plots.exists() and not config.plots.is_dir():
+            raise UsageError(f"--plots {config.plots}: not a folder", fix="give a folder (it is created when missing)")
+        config.plots.mkdir(parents=True, exist_ok=True)
+        for k in patch_keys:
+            plot_paths[k] = config.plots / f"difficulty_{k}.png"
+            check_output(plot_paths[k], overwrite=config.overwrite)
+
+    # pair the files
+    stems_by_method = {name: _stem_map(folder, f"method {name}") for name, folder in config.methods}
+    first = config.methods[0][0]
+    stems = list(stems_by_method[first])
+    if not stems:
+        raise UsageError(f"{config.methods[0][1]}: no images", expected=f"files with one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}",
+                         actual="none", fix="point PRED_DIR / --method at the folder of fused images")
+    for name, smap in stems_by_method.items():
+        if set(smap) != set(stems):
+            only_a = sorted(set(stems) - set(smap))[:5]
+            only_b = sorted(set(smap) - set(stems))[:5]
+            raise EvalInputError(f"methods {first} and {name} do not hold the same images",
+                                 expected="the same file stems in every method folder",
+                                 actual=f"only in {first}: {only_a or '-'}; only in {name}: {only_b or '-'}",
+                                 fix="compare methods on the same images")
+    # fail early on a missing reference, before any pixel is decoded
+    plan = []
+    for stem in stems:
+        pred0 = stems_by_method[first][stem]
+        plan.append((
+            stem,
+            _gt_path(config.gt, stem, pred0) if config.gt is not None else None,
+            _source_paths(config.sources, stem, pred0) if config.sources is not None else [],
+            _mask_paths(config.masks, stem, pred0) if config.masks is not None else [],
+        ))
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    device = "cuda" if config.device == "auto" and torch.cuda.is_available() else ("cpu" if config.device == "auto" else config.device)
+    scorer = ReferenceScorer(ref_keys, device=device, allow_download=config.download_weights,
+                             download_timeout_s=config.download_timeout_s)
+    scorer.prepare()
+
+    def read(path: Path) -> np.ndarray:
+        return read_image(path, max_pixels=config.max_pixels).pixels
+
+    def same_size(a: np.ndarray, b: np.ndarray, pa: Path, pb: Path, what: str) -> None:
+        if a.shape[:2] != b.shape[:2]:
+            raise EvalInputError(f"{pa}: size differs from its {what} {pb}",
+                                 expected=f"{b.shape[1]}x{b.shape[0]} px", actual=f"{a.shape[1]}x{a.shape[0]} px",
+                                 fix="score outputs at the size of their references (no resizing is done)")
+
+    images: list[dict[str, Any]] = []
+    diff_values: list[np.ndarray] = []
+    patch_scores: dict[str, dict[str, list[np.ndarray]]] = {n: {k: [] for k in patch_keys} for n, _ in config.methods}
+    total = len(plan) * len(config.methods)
+    done = 0
+    with progress_bar("eval", enabled=config.show_progress) as update:
+        update(0, total)
+        for stem, gt_path, src_paths, mask_paths in plan:
+            gt = read(gt_path) if gt_path is not None else None
+            srcs = [read(p) for p in src_paths]
+            for p, s in zip(src_paths[1:], srcs[1:]):
+                same_size(s, srcs[0], p, src_paths[0], "first frame")
+            gt_labels = None
+            if mask_paths:
+                masks = [read(p).mean(-1) for p in mask_paths]
+                for p, m in zip(mask_paths, masks):
+                    ref = gt if gt is not None else (srcs[0] if srcs else masks[0])
+                    same_size(m, ref, p, gt_path or (src_paths[0] if src_paths else mask_paths[0]), "reference")
+                gt_labels = labels_from_masks(masks)
+            if want_diff:
+                assert gt is not None
+                gt_t = torch.from_numpy(gt).permute(2, 0, 1)
+                fr_t = torch.stack([torch.from_numpy(s).permute(2, 0, 1) for s in srcs])
+                same_size(srcs[0], gt, src_paths[0], gt_path, "GT")  # type: ignore[arg-type]
+                diff_values.append(difficulty(gt_t, fr_t, config.patch).numpy())
+            for name, folder in config.methods:
+                pred_path = stems_by_method[name][stem]
+                pred = read(pred_path)
+                if gt is not None:
+                    same_size(pred, gt, pred_path, gt_path, "GT")  # type: ignore[arg-type]
+                if srcs:
+                    same_size(pred, srcs[0], pred_path, src_paths[0], "source frame")
+                scores: dict[str, float | None] = {k: None for k in keys}
+                reasons: dict[str, str] = {}
+                if ref_keys:
+                    assert gt is not None
+                    pt = torch.from_numpy(pred).permute(2, 0, 1)[None]
+                    gtt = torch.from_numpy(gt).permute(2, 0, 1)[None]
+                    for k, v in scorer.score(pt, gtt).items():
+                        if isinstance(v, Unavailable):
+                            reasons[k] = str(v)
+                        else:
+                            scores[k] = _clean(float(v[0]))
+                            if scores[k] is None:
+                                reasons[k] = f"{BY_KEY[k].label} gave a non-finite value"
+                for k, fn in (("q_mi", fm.q_mi), ("q_abf", fm.q_abf), ("q_y", fm.q_y)):
+                    if k in keys:
+                        try:
+                            scores[k] = _clean(fn(srcs, pred))
+                            if scores[k] is None:
+                                reasons[k] = f"{BY_KEY[k].label} gave a non-finite value"
+                        except Unavailable as exc:
+                            reasons[k] = str(exc)
+                if "miou" in keys:
+                    own = _by_stem(folder / "masks", stem) if (folder / "masks").is_dir() else None
+                    if own is not None:
+                        m = read(own).mean(-1)
+                        same_size(m, pred, own, pred_path, "prediction")
+                        pred_labels = labels_from_masks([m])
+                    elif srcs:
+                        pred_labels = implied_decision(srcs, pred)
+                    else:
+                        pred_labels = None
+                        reasons["miou"] = (f"no decision map for {pred_path.name}: put it in {folder / 'masks'}/{stem}.png "
+                                           "or pass --sources to infer it")
+                    if pred_labels is not None:
+                        assert gt_labels is not None
+                        scores["miou"] = miou(pred_labels, gt_labels)
+                if want_diff and patch_keys:
+                    pp = patches(torch.from_numpy(pred).permute(2, 0, 1), config.patch)
+                    gp = patches(gt_t, config.patch)
+                    for k, v in scorer.score(pp, gp).items():
+                        if k in patch_keys and not isinstance(v, Unavailable):
+                            patch_scores[name][k].append(v.numpy())
+                        elif k in patch_keys:
+                            patch_scores[name][k].append(np.full(len(pp), np.nan))
+                images.append({
+                    "method": name,
+                    "stem": stem,
+                    "pred": str(pred_path),
+                    "gt": str(gt_path) if gt_path is not None else None,
+                    "sources": [str(p) for p in src_paths],
+                    "scores": scores,
+                    "unavailable": reasons,
+                })
+                done += 1
+                update(done, total)
+
+    summary = _summarise(images, infos, config)
+    unavailable = {}
+    for k in keys:
+        rs = [r["unavailable"][k] for r in images if k in r["unavailable"]]
+        if rs and len(rs) == len(images):
+            unavailable[k] = rs[0]
+    result = EvalResult(
+        metrics=infos,
+        methods=[{"name": n, "dir": str(d)} for n, d in config.methods],
+        images=images,
+        summary=summary,
+        unavailable=unavailable,
+    )
+    if want_diff:
+        result.difficulty = _difficulty_table(diff_values, patch_scores, patch_keys, config)
+        for k, reason in scorer.unavailable.items():
+            result.difficulty["unavailable"][k] = reason
+        for k in ref_keys:
+            if k not in patch_keys:
+                result.difficulty["unavailable"][k] = f"patch too small (needs >= {BY_KEY[k].min_size} px, --patch {config.patch})"
+        if config.plots is not None:
+            result.written += _plots(result.difficulty, plot_paths, config)
+    if config.csv is not None:
+        _write_csv(config.csv, images, keys, config.overwrite)
+        result.written.append(str(config.csv))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _summarise(images: list[dict], infos: list[MetricInfo], config: EvalConfig) -> dict:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, _ in config.methods:
+        rows = [r for r in images if r["method"] == name]
+        per: dict[str, dict[str, Any]] = {}
+        for m in infos:
+            vals = [r["scores"][m.key] for r in rows if r["scores"][m.key] is not None]
+            reason = next((r["unavailable"][m.key] for r in rows if m.key in r["unavailable"]), None)
+            per[m.key] = {
+                "mean": float(np.mean(vals)) if vals else None,
+                "n": len(vals),
+                "of": len(rows),
+                "unavailable": reason if not vals else (f"{len(rows) - len(vals)} image(s): {reason}" if reason else None),
+            }
+        out[name] = per
+    return out
+
+
+def _difficulty_table(diff_values: list[np.ndarray], patch_scores: dict, patch_keys: list[str], config: EvalConfig) -> dict:
+    d = np.concatenate(diff_values) if diff_values else np.zeros(0)
+    hi = float(d.max()) if d.size else 1.0
+    hi = hi if hi > 0 else 1e-6
+    edges = np.linspace(0.0, hi, config.bins + 1)
+    idx = np.clip(np.searchsorted(edges, d, side="right") - 1, 0, config.bins - 1)
+    counts = np.bincount(idx, minlength=config.bins) if d.size else np.zeros(config.bins, dtype=np.int64)
+    methods: dict[str, dict[str, list[float | None]]] = {}
+    for name, per in patch_scores.items():
+        methods[name] = {}
+        for k in patch_keys:
+            if not per[k]:
+                continue
+            v = np.concatenate(per[k])
+            if not np.isfinite(v).any():
+                continue
+            means = []
+            for b in range(config.bins):
+                sel = v[(idx == b) & np.isfinite(v)]
+                means.append(float(sel.mean()) if sel.size else None)
+            methods[name][k] = means
+    return {
+        "definition": "difficulty = 1 - max_k SSIM(GT patch, frame_k patch)",
+        "patch": config.patch,
+        "patches": int(d.size),
+        "edges": [float(e) for e in edges],
+        "counts": [int(c) for c in counts],
+        "methods": methods,
+        "unavailable": {},
+    }
+
+
+def _plots(diff: dict, plot_paths: dict[str, Path], config: EvalConfig) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.asarray(diff["edges"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    counts = np.asarray(diff["counts"], dtype=float)
+    sizes = 15 + 250 * counts / max(counts.max(), 1.0)
+    written = []
+    for k, path in plot_paths.items():
+        series = {n: per[k] for n, per in diff["methods"].items() if k in per}
+        if not series:
+            continue
+        info = BY_KEY[k]
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+        for n, means in series.items():
+            ok = [i for i, v in enumerate(means) if v is not None]
+            if not ok:
+                continue
+            xs, ys = centres[ok], [means[i] for i in ok]
+            line = ax.plot(xs, ys, "-", alpha=0.6, label=n)[0]
+            ax.scatter(xs, ys, s=sizes[ok], color=line.get_color(), alpha=0.8, edgecolors="none")
+        ax.set_xlabel(f"difficulty: 1 - max_k SSIM(GT, frame_k), {diff['patch']} px patches")
+        ax.set_ylabel(f"{info.label} {'(higher is better)' if info.higher_is_better else '(lower is better)'}")
+        ax.set_title(f"{info.label} against patch difficulty ({diff['patches']} patches; point size = count)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        with atomic_output(path, overwrite=config.overwrite) as tmp:
+            tmp.write_bytes(buf.getvalue())
+        written.append(str(path))
+    return written
+
+
+def _write_csv(path: Path, images: list[dict], keys: list[str], overwrite: bool) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["method", "stem", "pred", *keys])
+    for r in images:
+        w.writerow([r["method"], r["stem"], r["pred"], *("" if r["scores"][k] is None else repr(r["scores"][k]) for k in keys)])
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_text(buf.getvalue())
