@@ -101,26 +101,25 @@ def _print_table(result) -> None:  # noqa: ANN001
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"focusstack eval: {len(result.images) // max(len(result.methods), 1)} image(s)", title_justify="left")
-    table.add_column("method")
-    for m in result.metrics:
-        table.add_column(f"{m.label} {m.arrow}", justify="right")
-    best: dict[str, float] = {}
+    n_img = len(result.images) // max(len(result.methods), 1)
+    table = Table(title=f"focusstack eval: {n_img} image(s); mean per method, best in bold", title_justify="left")
+    table.add_column("metric")
+    table.add_column("", justify="center")
+    for name in result.summary:
+        table.add_column(name, justify="right")
     for m in result.metrics:
         vals = [per[m.key]["mean"] for per in result.summary.values() if per[m.key]["mean"] is not None]
-        if len(vals) > 1:
-            best[m.key] = max(vals) if m.higher_is_better else min(vals)
-    for name, per in result.summary.items():
+        best = (max(vals) if m.higher_is_better else min(vals)) if len(vals) > 1 else None
         cells = []
-        for m in result.metrics:
+        for per in result.summary.values():
             v = per[m.key]["mean"]
             s = _fmt(v)
-            if v is not None and best.get(m.key) == v:
+            if v is not None and v == best:
                 s = f"[bold]{s}[/]"
             if v is not None and per[m.key]["n"] < per[m.key]["of"]:
                 s += "*"
             cells.append(s)
-        table.add_row(name, *cells)
+        table.add_row(m.label, m.arrow, *cells)
     err_console.print(table)
     notes = dict(result.unavailable)
     for per in result.summary.values():
