@@ -1,11 +1,14 @@
 """Long stacks: the focus order of the frames, focus-ordered slabs, and their hierarchical fusion.
 
-* :func:`focus_grid`: a coarse grid of local Laplacian energy of one frame (its sharpness per
-  region), from a small grey image; one small array per frame is all pass 1 keeps.
-* :func:`focus_order`: frames focused at neighbouring distances are sharp in the same regions,
-  so their grids are close; the focus order is the shortest path through all frames under that
-  distance (spectral seriation, refined by 2-opt). The name order is kept unless the found order
-  is clearly shorter (ambiguous stacks, like a flat subject, keep their names' order).
+* :func:`energy_map` / :func:`focus_grid`: a coarse grid of local Laplacian energy of one frame
+  (its sharpness per region), from a small grey image; one small array per frame (about 96 x 72)
+  is all pass 1 keeps. The maps are warped into one geometry before they are compared, so that
+  focus breathing does not move regions between cells.
+* :func:`focus_order`: along the true focus order every region's sharpness rises to one peak
+  and falls again; the order whose per-region profiles are closest to unimodal is the focus
+  order (candidates from spectral seriation and 2-opt on the grids' distances, refined by
+  segment reversals). The name order is kept unless the found order is clearly better
+  (ambiguous stacks, like a flat subject, keep their names' order).
 * :func:`plan_slabs`: consecutive runs of at most ``size`` frames in focus order, neighbouring
   runs sharing ``overlap`` frames, sizes balanced.
 * :class:`SlabReducer`: fuses slab results as they arrive, ``fan_in`` at a time, into results
@@ -25,42 +28,61 @@ __all__ = [
     "FocusOrder",
     "SlabReducer",
     "count_merges",
+    "energy_map",
     "focus_grid",
+    "grid_from_energy",
     "focus_order",
     "path_cost",
     "plan_slabs",
+    "unimodality_violation",
 ]
 
 #: Cells of the focus grid along the longer side of the image.
 GRID_CELLS = 16
+#: Longer side (px) of the per-frame energy map kept by pass 1.
+ENERGY_SIDE = 96
 
 
-def focus_grid(gray: np.ndarray, cells: int = GRID_CELLS, noise: float = 1.5 / 255.0) -> np.ndarray:
-    """Sharpness per region of one frame.
+def energy_map(gray: np.ndarray, side: int = ENERGY_SIDE) -> np.ndarray:
+    """Local Laplacian energy of one frame, at low resolution.
 
     Args:
         gray: ``(h, w)`` float32 grey image in [0, 1] (a downscaled frame is enough).
-        cells: cells along the longer side (the shorter side gets proportionally fewer, >= 2).
-        noise: noise std (in [0, 1] units, relative to a mid-grey image) below which detail does
-            not count; sets the floor added before the logarithm.
+        side: longer side of the result (px).
 
     Returns:
-        ``(gy, gx)`` float32: ``log`` of the mean squared Laplacian per cell, after dividing the
-        image by its mean (so an exposure change does not change it).
+        ``(eh, ew)`` float32 >= 0: the mean squared Laplacian (of the lightly smoothed image,
+        divided by its mean so that exposure does not change it) over each output pixel's area.
     """
     if gray.ndim != 2 or min(gray.shape) < 8:
-        raise ValueError(f"focus_grid needs an (h, w) grey image of at least 8 px, got {gray.shape}")
+        raise ValueError(f"energy_map needs an (h, w) grey image of at least 8 px, got {gray.shape}")
     g = gray.astype(np.float32, copy=False)
     mean = float(g.mean())
-    g = g * np.float32(0.5 / mean) if mean > 1e-6 else g
+    g = g * np.float32(0.5 / mean) if mean > 1e-6 else g.copy()
     g = cv2.GaussianBlur(g, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT_101)
     lap = cv2.Laplacian(g, cv2.CV_32F, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     np.square(lap, out=lap)
     h, w = g.shape
-    gx = cells if w >= h else max(2, round(cells * w / h))
-    gy = cells if h > w else max(2, round(cells * h / w))
-    e = cv2.resize(lap, (gx, gy), interpolation=cv2.INTER_AREA)
+    s = min(1.0, side / max(h, w))
+    size = (max(2, round(w * s)), max(2, round(h * s)))
+    return cv2.resize(lap, size, interpolation=cv2.INTER_AREA)
+
+
+def grid_from_energy(energy: np.ndarray, cells: int = GRID_CELLS, noise: float = 1.5 / 255.0) -> np.ndarray:
+    """``(eh, ew)`` energy map -> ``(gy, gx)`` float32 log energy per cell (``cells`` along the
+    longer side, proportionally fewer, at least 2, along the shorter). ``noise`` (std, in [0, 1]
+    units of a mid-grey image) sets the floor added before the logarithm."""
+    h, w = energy.shape
+    gx = min(w, cells if w >= h else max(2, round(cells * w / h)))
+    gy = min(h, cells if h > w else max(2, round(cells * h / w)))
+    e = cv2.resize(energy.astype(np.float32, copy=False), (gx, gy), interpolation=cv2.INTER_AREA)
     return np.log(e + np.float32(noise * noise * 20.0)).astype(np.float32)
+
+
+def focus_grid(gray: np.ndarray, cells: int = GRID_CELLS) -> np.ndarray:
+    """Sharpness per region of one frame: ``(h, w)`` float32 grey in [0, 1] -> ``(gy, gx)``
+    float32 log Laplacian energy per cell (:func:`energy_map` then :func:`grid_from_energy`)."""
+    return grid_from_energy(energy_map(gray), cells)
 
 
 def path_cost(dist: np.ndarray, order: Sequence[int]) -> float:
@@ -97,37 +119,83 @@ def _spectral(dist: np.ndarray) -> list[int]:
     return [int(i) for i in np.argsort(vecs[:, 1], kind="stable")]
 
 
+def unimodality_violation(x: np.ndarray, order: Sequence[int]) -> float:
+    """How far the per-cell sharpness profiles are from unimodal along ``order``.
+
+    Along the true focus order every region's sharpness rises to one peak (where it is in focus)
+    and falls again. For a profile ``p`` the total variation is at least
+    ``2 max(p) - p[0] - p[-1]``, with equality exactly when ``p`` is unimodal; the excess, summed
+    over cells, is the violation (0 for a perfect focus order, up to noise).
+
+    Args:
+        x: ``(N, C)`` log energies (frames x cells).
+        order: a permutation of ``0..N-1``.
+    """
+    p = x[np.asarray(order)]
+    tv = np.abs(np.diff(p, axis=0)).sum(0)
+    return float((tv - (2.0 * p.max(0) - p[0] - p[-1])).sum())
+
+
+def _improve(x: np.ndarray, order: list[int], max_frames: int = 60) -> list[int]:
+    """Reverse segments while that lowers :func:`unimodality_violation` (stacks up to
+    ``max_frames`` frames; longer ones keep ``order``)."""
+    n = len(order)
+    if n > max_frames:
+        return order
+    best = list(order)
+    best_v = unimodality_violation(x, best)
+    improved = True
+    while improved:
+        improved = False
+        for i in range(n - 1):
+            for j in range(i + 1, n):
+                cand = best[:i] + best[i : j + 1][::-1] + best[j + 1 :]
+                v = unimodality_violation(x, cand)
+                if v < best_v - 1e-9:
+                    best, best_v, improved = cand, v, True
+    return best
+
+
 @dataclass
 class FocusOrder:
     """``order``: frame indices (into the name order) from one end of the focus range to the
-    other; ``source``: "name" or "sharpness"; costs: path lengths of both orders."""
+    other; ``source``: "name" or "sharpness"; the unimodality violations
+    (:func:`unimodality_violation`) of the name order and of the best order found."""
 
     order: list[int]
     source: str
-    cost_name: float
-    cost_found: float
+    violation_name: float
+    violation_found: float
 
     def to_dict(self) -> dict:
         return {
             "order": self.order,
             "source": self.source,
-            "path_cost_name": round(self.cost_name, 4),
-            "path_cost_found": round(self.cost_found, 4),
+            "violation_name": round(self.violation_name, 4),
+            "violation_found": round(self.violation_found, 4),
         }
 
 
-def focus_order(grids: Sequence[np.ndarray], *, margin: float = 0.1, min_range: float = 0.2) -> FocusOrder:
+def focus_order(
+    grids: Sequence[np.ndarray], *, margin: float = 0.25, min_gain: float = 0.05, min_range: float = 0.2
+) -> FocusOrder:
     """Order frames by focus distance from their sharpness grids (:func:`focus_grid`).
 
+    Candidates: the name order, the spectral seriation of the grids' distances, and both
+    shortened by 2-opt; the one whose cells' sharpness profiles are closest to unimodal
+    (:func:`unimodality_violation`) is refined by segment reversals. It replaces the name order
+    only when its violation is lower by more than ``margin`` of the name order's and by more
+    than ``min_gain`` per informative cell: the name order is the camera's and wins near ties
+    (flat or textureless subjects, where sharpness says little about order).
+
     Args:
-        grids: one ``(gy, gx)`` float32 grid per frame, in name order.
-        margin: the found order replaces the name order only when its path is shorter by more
-            than this fraction (the name order wins ties and near ties: it is the camera's).
+        grids: one ``(gy, gx)`` float32 grid per frame, in name order (same geometry).
+        margin, min_gain: see above.
         min_range: cells whose log energy varies by less than this across frames (no texture,
             or the same sharpness everywhere) are ignored.
 
     Returns:
-        :class:`FocusOrder`; the found order is oriented to run the same way as the names.
+        :class:`FocusOrder`; a found order is oriented to run the same way as the names.
     """
     n = len(grids)
     name = list(range(n))
@@ -139,15 +207,18 @@ def focus_order(grids: Sequence[np.ndarray], *, margin: float = 0.1, min_range: 
         return FocusOrder(name, "name", 0.0, 0.0)
     x = x[:, informative]
     dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
-    cost_name = path_cost(dist, name)
-    candidates = [_two_opt(dist, _spectral(dist)), _two_opt(dist, name)]
-    found = min(candidates, key=lambda o: path_cost(dist, o))
-    cost_found = path_cost(dist, found)
+    spectral = _spectral(dist)
+    candidates = [name, spectral, _two_opt(dist, spectral), _two_opt(dist, name)]
+    found = min(candidates, key=lambda o: unimodality_violation(x, o))
+    found = _improve(x, found)
+    v_name = unimodality_violation(x, name)
+    v_found = unimodality_violation(x, found)
     if np.corrcoef(found, name)[0, 1] < 0:
         found = found[::-1]
-    if found == name or cost_found >= (1.0 - margin) * cost_name:
-        return FocusOrder(name, "name", cost_name, cost_found)
-    return FocusOrder(found, "sharpness", cost_name, cost_found)
+    better = v_found < (1.0 - margin) * v_name and v_name - v_found > min_gain * x.shape[1]
+    if found == name or not better:
+        return FocusOrder(name, "name", v_name, min(v_found, v_name))
+    return FocusOrder(found, "sharpness", v_name, v_found)
 
 
 def plan_slabs(n: int, size: int, overlap: int = 0) -> list[list[int]]:

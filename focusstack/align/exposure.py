@@ -1,7 +1,8 @@
 """Exposure and white-balance matching: one gain per colour channel, against the reference.
 
-Defocus moves light around but keeps local means, so both images are reduced to a small,
-strongly blurred thumbnail before they are compared; the gain of a channel is the median
+Defocus moves light around but keeps local means of linear light, so both images are
+linearised (``v ** 2.2``) and reduced to a small, strongly blurred thumbnail before they are
+compared; the gain of a channel is the median
 ratio of the two thumbnails over the pixels that are neither near black nor near clipping in
 either image (a median, so moving subjects and specular highlights do not pull it). Gains
 within ``tolerance`` of 1 are not applied at all, so frames that already match stay bit-exact.
@@ -18,6 +19,9 @@ __all__ = ["GainReference", "apply_gains", "estimate_gains"]
 THUMB_SIDE = 256
 THUMB_BLUR = 0.015
 LOW, HIGH = 0.02, 0.96
+#: Frames are taken as gamma-encoded (sRGB-like): gains are measured in linear light
+#: (``v ** GAMMA``) and applied to the encoded values as ``gain ** (1 / GAMMA)``.
+GAMMA = 2.2
 
 
 def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -26,10 +30,14 @@ def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h, w = image.shape[:2]
     s = min(1.0, THUMB_SIDE / max(h, w))
     size = (max(8, round(w * s)), max(8, round(h * s)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    hi = cv2.dilate(small, np.ones((5, 5), np.uint8))
-    lo = cv2.erode(small, np.ones((5, 5), np.uint8))
-    usable = (hi < HIGH) & (lo > LOW)
+    # defocus conserves local means of *light*, not of gamma-encoded values: average in linear light
+    small = cv2.resize(np.power(image, np.float32(GAMMA)), size, interpolation=cv2.INTER_AREA)
+    # clipped or black pixels at full resolution (a small specular highlight vanishes in the
+    # thumbnail's average but still biases it), then grown by the blur's reach
+    bad = ((image >= HIGH) | (image <= LOW)).astype(np.float32)
+    bad = cv2.resize(bad, size, interpolation=cv2.INTER_AREA) > 0
+    reach = 2 * int(max(1.0, THUMB_BLUR * max(size))) + 1
+    usable = cv2.dilate(bad.astype(np.uint8), np.ones((reach, reach), np.uint8)) == 0
     sigma = max(1.0, THUMB_BLUR * max(size))
     blurred = cv2.GaussianBlur(small, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
     return blurred, usable
@@ -66,7 +74,7 @@ def estimate_gains(ref: GainReference, frame: np.ndarray, *, min_fraction: float
         if m.mean() < min_fraction:
             continue
         ratio = np.log(ref.thumb[..., c][m].astype(np.float64)) - np.log(thumb[..., c][m].astype(np.float64))
-        gains[c] = float(np.exp(np.median(ratio)))
+        gains[c] = float(np.exp(np.median(ratio) / GAMMA))
     return np.clip(gains, 0.25, 4.0)
 
 

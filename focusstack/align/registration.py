@@ -70,7 +70,7 @@ def corner_shift(t: np.ndarray, width: int, height: int) -> float:
     return float(np.max(np.linalg.norm(transform_corners(t, width, height) - c, axis=1)))
 
 
-def feature_image(gray: np.ndarray, sigma_fine: float = 1.0, sigma_coarse: float = 12.0) -> np.ndarray:
+def feature_image(gray: np.ndarray, sigma_fine: float = 1.0, sigma_coarse: float = 8.0) -> np.ndarray:
     """``(H, W)`` float32 grey in [0, 1] -> ``(H, W)`` float32 band-pass (difference of
     Gaussians), normalised to unit standard deviation. Defocus-robust input for ECC."""
     g = gray.astype(np.float32, copy=False)
@@ -83,17 +83,27 @@ def feature_image(gray: np.ndarray, sigma_fine: float = 1.0, sigma_coarse: float
     return fine
 
 
-def build_pyramid(image: np.ndarray, min_side: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(level image, S_level<-0)]`` from the finest (index 0) to the coarsest; each level
-    halves the previous one until its shorter side would drop below ``min_side``."""
-    levels = [(image, np.eye(3))]
+def build_pyramid(gray: np.ndarray, min_side: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Registration pyramid of one grey image.
+
+    Args:
+        gray: ``(H, W)`` float32 grey image in [0, 1] (at the working resolution).
+        min_side: the coarsest level's shorter side stays at or above this (px).
+
+    Returns:
+        ``[(feature image, S_level<-0)]`` from the finest level (index 0) to the coarsest: each
+        level halves the previous grey image (area average) and is band-passed on its own
+        (:func:`feature_image`), so every level keeps the frequencies that level resolves.
+        ``S_level<-0`` ``(3, 3)`` maps level-0 pixels to that level's pixels.
+    """
+    levels = [(gray.astype(np.float32, copy=False), np.eye(3))]
     while min(levels[-1][0].shape[:2]) // 2 >= min_side:
         prev, s_prev = levels[-1]
         h, w = prev.shape[:2]
         nw, nh = w // 2, h // 2
         small = cv2.resize(prev, (nw, nh), interpolation=cv2.INTER_AREA)
         levels.append((small, downscale_matrix(nw / w, nh / h) @ s_prev))
-    return levels
+    return [(feature_image(img), s) for img, s in levels]
 
 
 def project_similarity(t: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -179,6 +189,8 @@ def register_pair(
         try:
             rho, warp = cv2.findTransformECC(f_img, m_img, warp, motion, crit, None, 1)
         except cv2.error as exc:
+            if level > 0:
+                continue  # a coarse level that cannot improve the guess: refine at the next one
             raise StackError(
                 f"alignment failed to converge for frame {names[1]} (registered against {names[0]})",
                 expected="neighbouring frames that show the same scene, shifted or scaled a little",

@@ -31,7 +31,6 @@ from focusstack.align.registration import (
     build_pyramid,
     corner_shift,
     downscale_matrix,
-    feature_image,
     register_pair,
     rescale_transform,
 )
@@ -40,7 +39,7 @@ from focusstack.config import AlignConfig
 from focusstack.engines.focus import luminance
 from focusstack.errors import StackError
 from focusstack.io import Frame
-from focusstack.longstack import FocusOrder, focus_grid, focus_order
+from focusstack.longstack import FocusOrder, energy_map, focus_order, grid_from_energy
 
 __all__ = ["FramePreparer", "StackAnalysis", "analyse_stack"]
 
@@ -102,20 +101,32 @@ class _Chain:
         self.config = config
         self.prev: tuple[list, str] | None = None
         self.pairs: list[tuple[np.ndarray, float]] = []  # T_prev<-cur (full res), correlation
+        self.error: StackError | None = None  # the first pair that failed
 
     def feed(self, gray: np.ndarray, to_working: np.ndarray, name: str) -> None:
-        pyr = build_pyramid(feature_image(gray), self.config.min_side)
+        pyr = build_pyramid(gray, self.config.min_side)
         if self.prev is not None:
             prev_pyr, prev_name = self.prev
-            res = register_pair(prev_pyr, pyr, self.config.model, iterations=self.config.iterations, names=(prev_name, name))
-            self.pairs.append((rescale_transform(res.transform, to_working), res.correlation))
+            try:
+                res = register_pair(prev_pyr, pyr, self.config.model, iterations=self.config.iterations, names=(prev_name, name))
+                self.pairs.append((rescale_transform(res.transform, to_working), res.correlation))
+            except StackError as exc:  # reported only if this chain is the one used
+                self.error = self.error or exc
+                self.pairs.append((np.eye(3), float("nan")))
         self.prev = (pyr, name)
+
+    def plausible(self, w: int, h: int) -> bool:
+        limit = self.config.max_step * math.hypot(w, h)
+        return self.error is None and all(
+            np.isfinite(rho) and rho >= self.config.min_correlation and corner_shift(t, w, h) <= limit
+            for t, rho in self.pairs
+        )
 
 
 def _check_pair(t: np.ndarray, rho: float, config: AlignConfig, w: int, h: int, fixed: str, moving: str) -> None:
     step = corner_shift(t, w, h)
     limit = config.max_step * math.hypot(w, h)
-    if not np.all(np.isfinite(t)) or step > limit or rho < config.min_correlation:
+    if not np.all(np.isfinite(t)) or step > limit or not rho >= config.min_correlation:
         raise StackError(
             f"alignment failed for frame {moving} (registered against its focus neighbour {fixed})",
             expected=f"a corner shift of at most {limit:.0f} px and an ECC correlation of at least "
@@ -124,6 +135,38 @@ def _check_pair(t: np.ndarray, rho: float, config: AlignConfig, w: int, h: int, 
             fix="if the frames are already registered pass --no-align; otherwise check that this frame "
             "belongs to the stack (a stray shot?), or try --align-model similarity",
         )
+
+
+def _chain_transforms(pairs: list[tuple[np.ndarray, float]], seq: list[int]) -> list[np.ndarray]:
+    """``T_ref<-k`` for every frame (name order) from the pairwise transforms along ``seq``
+    (``pairs[j]`` maps ``seq[j + 1]`` to ``seq[j]``); the reference is ``seq``'s middle."""
+    n = len(seq)
+    ref_pos = n // 2
+    out = [np.eye(3) for _ in range(n)]
+    for pos in range(ref_pos + 1, n):
+        out[seq[pos]] = out[seq[pos - 1]] @ pairs[pos - 1][0]
+    for pos in range(ref_pos - 1, -1, -1):
+        out[seq[pos]] = out[seq[pos + 1]] @ np.linalg.inv(pairs[pos][0])
+    return out
+
+
+def _grids(energies: list[np.ndarray], transforms: list[np.ndarray] | None, to_energy: np.ndarray) -> list[np.ndarray]:
+    """Focus grids of the energy maps, warped into the reference geometry (when transforms are
+    given) and cut to the area all of them cover, so that one cell is one scene region."""
+    if transforms is None:
+        return [grid_from_energy(e) for e in energies]
+    eh, ew = energies[0].shape
+    inv = np.linalg.inv(to_energy)
+    maps = [to_energy @ t @ inv for t in transforms]
+    try:
+        box = common_area(maps, ew, eh)
+    except StackError:
+        box = full_area(ew, eh)
+    grids = []
+    for e, m in zip(energies, maps):
+        w = cv2.warpPerspective(e, m, (ew, eh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        grids.append(grid_from_energy(w[box.y0 : box.y1, box.x0 : box.x1]))
+    return grids
 
 
 def analyse_stack(
@@ -155,7 +198,8 @@ def analyse_stack(
     n = len(paths)
     align = config.enabled
     total = n
-    grids: list[np.ndarray] = []
+    energies: list[np.ndarray] = []
+    to_energy = np.eye(3)
     chain = _Chain(config) if align else None
     first: Frame | None = None
     cache: dict[int, Frame] = {}
@@ -169,7 +213,8 @@ def analyse_stack(
             first = frame
         gray, to_working = _working_gray(frame.pixels, config.max_side if align else 512)
         if need_order:
-            grids.append(focus_grid(gray))
+            energies.append(energy_map(gray))
+            to_energy = downscale_matrix(energies[-1].shape[1] / gray.shape[1], energies[-1].shape[0] / gray.shape[0]) @ to_working
         if chain is not None:
             chain.feed(gray, to_working, p.name)
         if keep_frames:
@@ -179,7 +224,9 @@ def analyse_stack(
             on_frame(i + 1, total)
 
     if need_order and order_mode == "auto":
-        order = focus_order(grids)
+        usable = chain is not None and chain.plausible(width, height)
+        provisional = _chain_transforms(chain.pairs, list(range(n))) if usable else None
+        order = focus_order(_grids(energies, provisional, to_energy))
     else:
         order = FocusOrder(list(range(n)), "name", 0.0, 0.0)
 
@@ -199,6 +246,8 @@ def analyse_stack(
             if on_frame is not None:
                 on_frame(n + j + 1, total)
         pairs = chain.pairs
+    if chain is not None and chain.error is not None:
+        raise chain.error
 
     ref_pos = len(seq) // 2
     reference = seq[ref_pos]
