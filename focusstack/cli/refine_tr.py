@@ -1,17 +1,74 @@
-"""`focusstack refine-tr`: not built yet. It says so and exits 2 (never pretends to work)."""
+"""`focusstack refine-tr`: parse options, build a RefineConfig, call ``focusstack.refinement.refine.refine_tr``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from focusstack.cli._notbuilt import not_built
+from focusstack.cli.common import err_console, handle_errors, print_json
+from focusstack.refinement.models import FSB_DIR_ENV, KEB_DIR_ENV
+from focusstack.refinement.refine import MASK_SOURCES, ORDERS, R_INIT_METHODS, SIGMA_SOURCES, RefineConfig
+
+_D = RefineConfig()
+
+HELP = f"""Remove the transition-region halo of a near/far pair (Liu et al.: foreground mask, PSF
+sigma, diffusion elimination Eq. 13-15).
+
+FRAME FRAME: the near- and the far-focused frame, in any order (the near one is found from the
+pixels: it shows the occluding silhouette sharp; --order given trusts the order, near first).
+Without --init, R_init is the decision engine's fusion (or Eq. 9 with the mask: --r-init eq9);
+with --init FILE another method's fusion of the same pair is refined.
+
+Mask: the FSB (--fsb-weights, ${FSB_DIR_ENV} or models/fsb); without trained weights, the
+decision engine's map. Sigma: the KEB (--keb-weights, ${KEB_DIR_ENV} or models/keb); without
+trained weights, a least-squares fit of the blurred near frame to the far frame. --json says
+which were used. Output bit depth follows the inputs (16-bit kept for .tif/.png).
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(
-        "refine-tr",
-        help="Not built yet (exits 2); see the transition-region refinement issue.",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )
-    def _cmd(ctx: typer.Context) -> None:
-        not_built("refine-tr", "the transition-region refinement issue")
+    @app.command("refine-tr", help=HELP, no_args_is_help=True)
+    def refine_tr_cmd(
+        frames: list[Path] = typer.Argument(..., help="The near- and far-focused frames (any order).", show_default=False),
+        output: Path = typer.Option(..., "--output", "-o", help="Output image (.tif, .png, .jpg).", show_default=False),
+        init: Optional[Path] = typer.Option(None, "--init", help="Refine this fused result (another method's) instead of the decision engine's.", show_default=False),
+        save_mask: Optional[Path] = typer.Option(None, "--save-mask", help="Write the near frame's foreground mask here (white = foreground, input size).", show_default=False),
+        save_diffusion: Optional[Path] = typer.Option(None, "--save-diffusion", help="Write the removed component here, as 0.5 + S (mid-grey = nothing removed).", show_default=False),
+        mask_source: str = typer.Option(_D.mask_source, "--mask-source", help=f"{' | '.join(MASK_SOURCES)}; auto: FSB when trained weights exist, else the decision map."),
+        sigma_source: str = typer.Option(_D.sigma_source, "--sigma-source", help=f"{' | '.join(SIGMA_SOURCES)}; auto: KEB when trained weights exist, else classical."),
+        r_init: str = typer.Option(_D.r_init, "--r-init", help=f"R_init without --init: {' | '.join(R_INIT_METHODS)}."),
+        order: str = typer.Option(_D.order, "--order", help=f"{' | '.join(ORDERS)}; given: the first frame is the near one."),
+        fsb_weights: Optional[Path] = typer.Option(None, "--fsb-weights", help=f"FSB folder (model.safetensors + config.json); else ${FSB_DIR_ENV} or models/fsb.", show_default=False),
+        keb_weights: Optional[Path] = typer.Option(None, "--keb-weights", help=f"KEB folder; else ${KEB_DIR_ENV} or models/keb.", show_default=False),
+        work_size: int = typer.Option(_D.work_size, "--work-size", help="FSB and KEB run with the long side at most this (px)."),
+        linear_light: bool = typer.Option(_D.linear_light, "--linear-light/--no-linear-light", help="Eliminate the diffusion in linear light (sRGB decoded)."),
+        overwrite: bool = typer.Option(_D.overwrite, "--overwrite", help="Replace existing outputs (never an input)."),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    ) -> None:
+        from focusstack.refinement.refine import refine_tr
+
+        with handle_errors(debug):
+            config = RefineConfig(
+                mask_source=mask_source,
+                sigma_source=sigma_source,
+                r_init=r_init,
+                order=order,
+                work_size=work_size,
+                linear_light=linear_light,
+                fsb_weights=fsb_weights,
+                keb_weights=keb_weights,
+                overwrite=overwrite,
+                show_progress=not quiet,
+            )
+            res = refine_tr(frames, output, config, init=init, save_mask=save_mask, save_diffusion=save_diffusion)
+            if json_out:
+                print_json(res.to_dict())
+            elif not quiet:
+                err_console.print(
+                    f"wrote {res.output} ({res.width}x{res.height}, {res.bit_depth}-bit); near = {res.near.name}, "
+                    f"mask: {res.info['mask_source']}, sigma {res.sigma_px:.2f} px ({res.info['sigma_source']})"
+                )

@@ -129,4 +129,4 @@ def fsb_loss(
     lg = (d * d).mean()
     lm = (mask_gt - m).abs().mean()
     total = lambda1 * lg + lambda2 * lm
-    return total, {"L_g": float(lg), "L_m": float(lm)}
+    return total, {"L_g": float(lg.detach()), "L_m": float(lm.detach())}

@@ -1,0 +1,41 @@
+"""Finding and loading the trained FSB and KEB (``models/fsb``, ``models/keb``).
+
+Each folder holds ``model.safetensors`` (metadata ``trained_steps`` > 0), ``config.json``
+(architecture only) and ``SHA256SUMS``, written by ``focusstack train fsb|keb --export``; they
+are loaded with :func:`focusstack.networks.weights.load_model_dir` (sums checked, strict load,
+untrained weights refused). Folder order: the given folder, then ``$FOCUSSTACK_FSB_DIR`` /
+``$FOCUSSTACK_KEB_DIR``, then ``models/fsb`` / ``models/keb`` of the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from focusstack.config import repo_models_dir
+from focusstack.networks.fsb import FSB, FSBConfig
+from focusstack.networks.keb import KEB, KEBConfig
+from focusstack.networks.weights import FUSION_WEIGHTS, LoadedModel, load_model_dir
+
+FSB_DIR_ENV = "FOCUSSTACK_FSB_DIR"
+KEB_DIR_ENV = "FOCUSSTACK_KEB_DIR"
+
+
+def default_dir(kind: str) -> Path:
+    """``$FOCUSSTACK_FSB_DIR`` / ``$FOCUSSTACK_KEB_DIR`` or ``models/<kind>``."""
+    env = FSB_DIR_ENV if kind == "fsb" else KEB_DIR_ENV
+    return Path(os.environ.get(env) or repo_models_dir() / kind)
+
+
+def weights_present(folder: Path | None, kind: str) -> Path | None:
+    """The folder that would be used for ``kind`` when it has a ``model.safetensors``, else None."""
+    d = Path(folder) if folder is not None else default_dir(kind)
+    return d if (d / FUSION_WEIGHTS).is_file() else None
+
+
+def load_fsb(folder: Path | None = None) -> LoadedModel:
+    return load_model_dir(folder or default_dir("fsb"), lambda d: FSB(FSBConfig.from_dict(d)))
+
+
+def load_keb(folder: Path | None = None) -> LoadedModel:
+    return load_model_dir(folder or default_dir("keb"), lambda d: KEB(KEBConfig.from_dict(d)))
