@@ -78,7 +78,7 @@ def estimate_gains(ref: GainReference, frame: np.ndarray, *, min_fraction: float
     return np.clip(gains, 0.25, 4.0)
 
 
-def apply_gains(frame: np.ndarray, gains: np.ndarray, tolerance: float = 0.002) -> bool:
+def apply_gains(frame: np.ndarray, gains: np.ndarray, tolerance: float = 0.005) -> bool:
     """Multiply ``frame`` (``(H, W, 3)`` float32 in [0, 1], in place) by ``gains`` and clip to
     [0, 1]. Does nothing (and returns False) when every gain is within ``tolerance`` of 1."""
     g = np.asarray(gains, np.float64)

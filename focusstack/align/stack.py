@@ -254,7 +254,7 @@ def analyse_stack(
     transforms = [np.eye(3) for _ in range(n)]
     correlations: list[float | None] = [None] * n
     if align:
-        tol = config.identity_tolerance
+        tol = config.snap_px
         for pos in range(ref_pos + 1, n):  # after the reference: T_ref<-k = T_ref<-prev . T_prev<-k
             t, rho = pairs[pos - 1]
             _check_pair(t, rho, config, width, height, paths[seq[pos - 1]].name, paths[seq[pos]].name)
