@@ -14,9 +14,9 @@ frame holds it (the information is missing, e.g. behind a blurred foreground edg
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from focusstack.metrics.basic import _gauss
+from focusstack.metrics.fusion import blur_valid
 
 DEFINITION = "1 - max_k SSIM(GT patch, frame_k patch)"
 
@@ -44,10 +44,9 @@ def patch_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if s < 11:
         raise ValueError(f"patches must be at least 11 px, got {s}")
     g = _gauss().to(torch.float32)
-    k = (g[:, None] * g[None, :])[None, None]
     xx = x.reshape(p * c, 1, s, s)
     yy = y.reshape(p * c, 1, s, s)
-    m = F.conv2d(torch.cat([xx, yy, xx * xx, yy * yy, xx * yy]), k)
+    m = blur_valid(torch.cat([xx, yy, xx * xx, yy * yy, xx * yy]), g)
     n = p * c
     mx, my, sxx, syy, sxy = m[:n], m[n : 2 * n], m[2 * n : 3 * n], m[3 * n : 4 * n], m[4 * n :]
     vx, vy, cxy = sxx - mx * mx, syy - my * my, sxy - mx * my
