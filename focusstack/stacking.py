@@ -248,8 +248,11 @@ def _fuse_slabs(
             if k in nxt:
                 held[k] = f
         desc = f"fusing {name}" if n_slabs == 1 else f"fusing {name} slab {i + 1}/{n_slabs}"
-        with progress_bar(desc, enabled=config.show_progress) as update:
-            result = engine.fuse(frames, on_tile=update)
+        if len(frames) == 1 and n_slabs > 1:
+            result = frames[0]  # --slab-size 2 --slab-overlap 0 with an odd count: nothing to fuse
+        else:
+            with progress_bar(desc, enabled=config.show_progress) as update:
+                result = engine.fuse(frames, on_tile=update)
         del frames
         reducer.push(result)
         del result
