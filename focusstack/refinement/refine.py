@@ -182,7 +182,7 @@ def classical_sigma(near: np.ndarray, far: np.ndarray, mask: np.ndarray, work_si
     return best / s
 
 
-def far_share_estimate(r_init: np.ndarray, near: np.ndarray, far: np.ndarray, prior: np.ndarray, radius: int = 3, lam: float = 1e-3) -> np.ndarray:
+def far_share_estimate(r_init: np.ndarray, near: np.ndarray, far: np.ndarray, prior: np.ndarray, radius: int = 3, lam: float = 1e-4) -> np.ndarray:
     """Per-pixel share ``a`` in [0, 1] of the far frame in ``r_init ~ near + a (far - near)``:
     box-window least squares over the channels, regularised towards ``prior`` with weight
     ``lam`` (a flat region, where near = far, keeps the prior). ``(H, W)`` float32."""
