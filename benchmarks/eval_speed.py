@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -76,16 +77,22 @@ def make_data(root: Path) -> None:
         _save(root / "masks" / f"{stem}.png", m.astype(np.float32))
 
 
-def run(root: Path, threads: int, extra: list[str]) -> tuple[float, dict]:
+def _child_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run(root: Path, threads: int, extra: list[str]) -> tuple[float, float, dict]:
+    """(wall seconds, CPU seconds of the eval process, its JSON)."""
     exe = [sys.executable, "-m", "focusstack"]
     cmd = [*exe, "eval", str(root / "pred"), "--gt", str(root / "gt"), "--sources", str(root / "src"),
            "--masks", str(root / "masks"), "--json", "--quiet", "--threads", str(threads), *extra]
-    t0 = time.perf_counter()
+    c0, t0 = _child_cpu_s(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _child_cpu_s() - c0
     if proc.returncode != 0:
         sys.exit(f"eval failed ({proc.returncode}):\n{proc.stderr}")
-    return wall, json.loads(proc.stdout)
+    return wall, cpu, json.loads(proc.stdout)
 
 
 def main() -> None:
@@ -101,7 +108,7 @@ def main() -> None:
             make_data(root)
         print(f"data: {N_IMAGES} images {WIDTH}x{HEIGHT} in {root} ({time.perf_counter() - t0:.1f} s to make)", file=sys.stderr)
         load0 = os.getloadavg()
-        wall, doc = run(root, args.threads, [])
+        wall, cpu, doc = run(root, args.threads, [])
         load1 = os.getloadavg()
         metrics = [k for k, v in doc["summary"]["pred"].items() if v["mean"] is not None]
         report = {
@@ -111,6 +118,7 @@ def main() -> None:
             "metrics_computed": metrics,
             "metrics_unavailable": sorted(doc["unavailable"]),
             "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1),
             "inside_eval_s": doc["seconds"],
             "s_per_image": round(wall / N_IMAGES, 2),
             "target_s": TARGET_S,
@@ -122,8 +130,9 @@ def main() -> None:
         if args.plots:
             plots = root / "plots"
             shutil.rmtree(plots, ignore_errors=True)
-            wall_p, _ = run(root, args.threads, ["--plots", str(plots)])
+            wall_p, cpu_p, _ = run(root, args.threads, ["--plots", str(plots)])
             report["with_plots_wall_s"] = round(wall_p, 1)
+            report["with_plots_cpu_s"] = round(cpu_p, 1)
         print(json.dumps(report, indent=2))
     finally:
         if args.keep is None:
