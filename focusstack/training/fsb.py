@@ -53,7 +53,7 @@ def miou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 def train_fsb(cfg: TrainFSBConfig) -> dict:
     train = list_tr_samples(cfg.data, "train")
-    val = list_tr_samples(cfg.data, "val")[: cfg.val_samples]
+    val = list_tr_samples(cfg.data, "val", required=False)[: cfg.val_samples]
     arch = FSBConfig(channels=cfg.channels, scales=tuple(cfg.scales))
     model = FSB(arch)
     val_x = [(torch.from_numpy(fsb_input(*s.load()[:2]))[None], s.load()[2] > 0.5) for s in val]

@@ -44,9 +44,10 @@ class TrainKEBConfig:
 
 def train_keb(cfg: TrainKEBConfig) -> dict:
     train = list_tr_samples(cfg.data, "train")
-    val = list_tr_samples(cfg.data, "val")
+    val = list_tr_samples(cfg.data, "val", required=False)
     clean = clean_images(train, cfg.clean_limit)
-    vx, vs = keb_batch(val, clean_images(val), np.random.default_rng(12345), cfg.val_examples, cfg.crop, cfg.synthetic_share)
+    vsrc = val or train[-8:]  # a dataset without a validation split is scored on training samples
+    vx, vs = keb_batch(vsrc, clean_images(vsrc), np.random.default_rng(12345), cfg.val_examples, cfg.crop, cfg.synthetic_share)
     arch = KEBConfig(channels=cfg.channels, hidden=cfg.hidden, scales=tuple(cfg.scales))
     model = KEB(arch)
 

@@ -59,8 +59,9 @@ def _read(path: Path) -> np.ndarray:
     return cv2.cvtColor(a, cv2.COLOR_BGR2RGB).astype(np.float32) / np.float32(scale)
 
 
-def list_tr_samples(data: Path, split: str | None = None) -> list[TRSample]:
-    """2-frame samples with a subject (``n_frames == 2``) of a rendered dataset, in id order."""
+def list_tr_samples(data: Path, split: str | None = None, *, required: bool = True) -> list[TRSample]:
+    """2-frame samples with a subject (``n_frames == 2``) of a rendered dataset, in id order.
+    ``required``: raise :class:`UsageError` when there are none (else return an empty list)."""
     out = []
     for ref in list_samples(Path(data), split):
         meta = json.loads((ref.folder / "meta.json").read_text())
@@ -70,7 +71,7 @@ def list_tr_samples(data: Path, split: str | None = None) -> list[TRSample]:
             continue
         sigma = float(meta["frames"][1]["sigma_px"][0])
         out.append(TRSample(ref.id, ref.split, ref.folder, sigma))
-    if not out:
+    if not out and required:
         raise UsageError(
             f"{data} has no 2-frame samples with a subject for split {split!r}",
             fix="render them with `focusstack render-dataset DIR --frames-min 2 --frames-max 2 ...`",
