@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from focusstack import stacking
 from focusstack.backends.torch_backend import TorchBackend
 from focusstack.cli.app import app
-from focusstack.config import FuseConfig, TileConfig
+from focusstack.config import AlignConfig, FuseConfig, TileConfig
 from focusstack.engines.vaeedof import VAEEDOFEngine
 from focusstack.io import read_image
 from focusstack.metrics import psnr
@@ -160,7 +160,8 @@ def test_fuse_stack_writes_16_bit_and_summary(tmp_path, random_engine):
     for p in sorted(src.glob("*.png")):
         a = np.asarray(Image.open(p), dtype=np.uint16) * 257
         tifffile.imwrite(frames16 / (p.stem + ".tif"), a)
-    res = stacking.fuse_stack([frames16], out, FuseConfig(show_progress=False, tiles=TileConfig(tile=128)), engine=random_engine)
+    cfg = FuseConfig(show_progress=False, tiles=TileConfig(tile=128), align=AlignConfig(enabled=False))  # random frames
+    res = stacking.fuse_stack([frames16], out, cfg, engine=random_engine)
     img = tifffile.imread(out)
     assert img.dtype == np.uint16 and img.shape == (100, 140, 3)
     assert res.frames == 2 and res.bit_depth == 16 and res.width == 140
@@ -196,12 +197,12 @@ def test_batch_goes_on_past_a_bad_stack(tmp_path, monkeypatch, random_engine):
     (bad / "f2.png").write_text("broken")
     monkeypatch.setattr(stacking, "build_engine", lambda config: random_engine)
     outdir = tmp_path / "out"
-    r = runner.invoke(app, ["fuse", "--batch", str(root), "-o", str(outdir), "--ext", "png", "-q", "--json"])
+    r = runner.invoke(app, ["fuse", "--batch", str(root), "-o", str(outdir), "--ext", "png", "-q", "--json", "--no-align"])
     assert r.exit_code == 1
     assert (outdir / "a.png").is_file() and (outdir / "b.png").is_file()
     assert not (outdir / "c_bad.png").exists()
     assert "c_bad" in r.output and "f2.png" in r.output
     mtime = (outdir / "a.png").stat().st_mtime_ns
-    r2 = runner.invoke(app, ["fuse", "--batch", str(root), "-o", str(outdir), "--ext", "png", "-q", "--json"])
+    r2 = runner.invoke(app, ["fuse", "--batch", str(root), "-o", str(outdir), "--ext", "png", "-q", "--json", "--no-align"])
     assert r2.exit_code == 1
     assert (outdir / "a.png").stat().st_mtime_ns == mtime  # finished stacks are skipped
