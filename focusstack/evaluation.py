@@ -333,6 +333,9 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available", expected="a CUDA GPU visible to torch",
+                          actual="none", fix="pass --device cpu or --device auto")
     device = "cuda" if config.device == "auto" and torch.cuda.is_available() else ("cpu" if config.device == "auto" else config.device)
     scorer = ReferenceScorer(ref_keys, device=device, allow_download=config.download_weights,
                              download_timeout_s=config.download_timeout_s)

@@ -210,3 +210,30 @@ def test_explicit_prediction_masks_are_used(folders):
     res = evaluate(EvalConfig(methods=(("good", f / "good"),), masks=f / "masks", sources=f / "src", metrics=("miou",),
                               show_progress=False))
     assert res.summary["good"]["miou"]["mean"] == pytest.approx(0.0)
+
+
+def test_help_reads_the_config_defaults_and_the_cli_imports_no_torch():
+    import subprocess
+    import sys
+
+    d = EvalConfig()
+    r = runner.invoke(app, ["eval", "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    for opt in ("--gt", "--sources", "--masks", "--method", "--metrics", "--json", "--csv", "--plots", "--download-weights"):
+        assert opt in r.output
+    assert f"[default: {d.patch}]" in r.output and f"[default: {d.bins}]" in r.output
+    code = "import sys, focusstack.cli.eval; assert 'piq' not in sys.modules and 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_methods_without_pred_dir_and_cuda_without_a_gpu(folders):
+    import torch
+
+    f = folders
+    r = _eval(["--method", f"a={f / 'good'}", "--method", f"b={f / 'mean'}", "--gt", str(f / "gt"), "--metrics", "mse", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["summary"]["a"]["mse"]["mean"] == 0.0 and doc["summary"]["b"]["mse"]["mean"] > 0
+    if not torch.cuda.is_available():
+        r = _eval([str(f / "good"), "--gt", str(f / "gt"), "--metrics", "mse", "--device", "cuda"])
+        assert r.exit_code == 2 and "cuda" in r.output.lower()

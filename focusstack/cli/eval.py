@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         patch: int = typer.Option(_D.patch, "--patch", help="Patch side in px for the difficulty analysis."),
         bins: int = typer.Option(_D.bins, "--bins", help="Difficulty bins in the plots."),
         overwrite: bool = typer.Option(_D.overwrite, "--overwrite", help="Replace an existing --csv file or plot."),
-        download_weights: bool = typer.Option(_D.download_weights, "--download-weights", help="Download missing LPIPS/DISTS/PieAPP weights (network; 30 s timeout per file)."),
+        download_weights: bool = typer.Option(_D.download_weights, "--download-weights", help=f"Download missing LPIPS/DISTS/PieAPP weights (network; {_D.download_timeout_s:g} s timeout per file)."),
         device: str = typer.Option(_D.device, "--device", help=f"{' | '.join(DEVICES)}: where piq's metrics run."),
         threads: int = typer.Option(_D.threads, "--threads", help="torch intra-op threads; 0 keeps torch's default."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
