@@ -272,7 +272,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
     from focusstack.metrics import fusion as fm
     from focusstack.metrics.difficulty import difficulty, patches
-    from focusstack.metrics.masks import implied_decision, labels_from_masks, miou
+    from focusstack.metrics.masks import decision_miou, implied_decision, labels_from_masks, miou
     from focusstack.metrics.reference import ReferenceScorer
     from focusstack.progress import progress_bar
 
@@ -348,7 +348,8 @@ def evaluate(config: EvalConfig) -> EvalResult:
         if a.shape[:2] != b.shape[:2]:
             raise EvalInputError(f"{pa}: size differs from its {what} {pb}",
                                  expected=f"{b.shape[1]}x{b.shape[0]} px", actual=f"{a.shape[1]}x{a.shape[0]} px",
-                                 fix="score outputs at the size of their references (no resizing is done)")
+                                 fix="score outputs at the size of their references (no resizing is done); "
+                                     "`focusstack fuse` crops aligned stacks: fuse with --keep-size or --no-align to compare with a GT")
 
     images: list[dict[str, Any]] = []
     diff_values: list[np.ndarray] = []
@@ -417,7 +418,10 @@ def evaluate(config: EvalConfig) -> EvalResult:
                                            "or pass --sources to infer it")
                     if pred_labels is not None:
                         assert gt_labels is not None
-                        scores["miou"] = miou(pred_labels, gt_labels)
+                        try:
+                            scores["miou"] = decision_miou(pred_labels, gt_labels, srcs) if srcs else miou(pred_labels, gt_labels)
+                        except Unavailable as exc:
+                            reasons["miou"] = str(exc)
                 if want_diff and patch_keys:
                     pp = patches(torch.from_numpy(pred).permute(2, 0, 1), config.patch)
                     gp = patches(gt_t, config.patch)

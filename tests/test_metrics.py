@@ -12,7 +12,7 @@ import torch
 from conftest import shared_path
 from focusstack.io import read_image
 from focusstack.metrics.fusion import QABF_MAX, GAMMA_A, KAPPA_A, SIGMA_A, luma, q_abf, q_mi, q_y
-from focusstack.metrics.masks import implied_decision, labels_from_masks, miou
+from focusstack.metrics.masks import decision_miou, implied_decision, labels_from_masks, miou
 from focusstack.metrics.registry import BY_KEY, METRICS, Unavailable, resolve_metric
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -208,7 +208,27 @@ def test_implied_decision_recovers_a_composite():
     gt = np.zeros((48, 64), np.int64)
     gt[:, 32:] = 1
     f = np.where(gt[..., None] == 0, a, b)
-    assert miou(implied_decision([a, b], f), gt) > 0.9
+    lab = implied_decision([a, b], f)
+    assert miou(lab, gt) > 0.9 and decision_miou(lab, gt, [a, b]) > 0.9
+    # a blend is scored where the frames differ, and loses
+    assert decision_miou(implied_decision([a, b], 0.5 * (a + b)), gt, [a, b]) < 0.7
+
+
+def test_decision_miou_ignores_choices_between_alike_frames():
+    a = _texture(48, 64, seed=8)
+    b = _texture(48, 64, seed=9)
+    gt = np.zeros((48, 64), np.int64)
+    gt[:, 32:] = 1
+    # frame 2 equals frame 1: choosing 2 where the GT says 1 is as right as choosing 1
+    pred = gt.copy()
+    pred[:, 48:] = 2
+    assert miou(pred, gt) < 0.7
+    assert decision_miou(pred, gt, [a, b, b]) == pytest.approx(1.0)
+    # ... but not where the frames differ
+    assert decision_miou(pred, gt, [a, b, a]) < 0.7
+    # identical frames: no pixel holds a decision -> unavailable, not a number
+    with pytest.raises(Unavailable):
+        decision_miou(pred, gt, [a, a])
 
 
 # ---- agreement with scikit-image -------------------------------------------------------------
