@@ -270,9 +270,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
     import torch
 
-    from focusstack.metrics import fusion as fm
-    from focusstack.metrics.difficulty import difficulty, patches
-    from focusstack.metrics.masks import decision_miou, implied_decision, labels_from_masks, miou
+    from focusstack.metrics.difficulty import patches
     from focusstack.metrics.reference import ReferenceScorer
     from focusstack.progress import progress_bar
 
@@ -291,45 +289,9 @@ def evaluate(config: EvalConfig) -> EvalResult:
         raise UsageError("the difficulty analysis (--plots) needs --gt and --sources",
                          fix="pass both, or drop --plots")
     ref_keys = [m.key for m in infos if m.kind == "reference"]
-    patch_keys = [k for k in ref_keys if BY_KEY[k].min_size <= config.patch]
-
-    # outputs: refuse existing files before any work
-    if config.csv is not None:
-        check_output(config.csv, overwrite=config.overwrite)
-    plot_paths: dict[str, Path] = {}
-    if config.plots is not None and want_diff:
-        if config.plots.exists() and not config.plots.is_dir():
-            raise UsageError(f"--plots {config.plots}: not a folder", fix="give a folder (it is created when missing)")
-        config.plots.mkdir(parents=True, exist_ok=True)
-        for k in patch_keys:
-            plot_paths[k] = config.plots / f"difficulty_{k}.png"
-            check_output(plot_paths[k], overwrite=config.overwrite)
-
-    # pair the files
-    stems_by_method = {name: _stem_map(folder, f"method {name}") for name, folder in config.methods}
-    first = config.methods[0][0]
-    stems = list(stems_by_method[first])
-    if not stems:
-        raise UsageError(f"{config.methods[0][1]}: no images", expected=f"files with one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}",
-                         actual="none", fix="point PRED_DIR / --method at the folder of fused images")
-    for name, smap in stems_by_method.items():
-        if set(smap) != set(stems):
-            only_a = sorted(set(stems) - set(smap))[:5]
-            only_b = sorted(set(smap) - set(stems))[:5]
-            raise EvalInputError(f"methods {first} and {name} do not hold the same images",
-                                 expected="the same file stems in every method folder",
-                                 actual=f"only in {first}: {only_a or '-'}; only in {name}: {only_b or '-'}",
-                                 fix="compare methods on the same images")
-    # fail early on a missing reference, before any pixel is decoded
-    plan = []
-    for stem in stems:
-        pred0 = stems_by_method[first][stem]
-        plan.append((
-            stem,
-            _gt_path(config.gt, stem, pred0) if config.gt is not None else None,
-            _source_paths(config.sources, stem, pred0) if config.sources is not None else [],
-            _mask_paths(config.masks, stem, pred0) if config.masks is not None else [],
-        ))
+    patch_keys = [k for k in ref_keys if BY_KEY[k].min_size <= config.patch] if want_diff else []
+    plot_paths = _check_outputs(config, patch_keys)
+    stems_by_method, plan = _pair(config)
 
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -341,108 +303,38 @@ def evaluate(config: EvalConfig) -> EvalResult:
                              download_timeout_s=config.download_timeout_s)
     scorer.prepare()
 
-    def read(path: Path) -> np.ndarray:
-        return read_image(path, max_pixels=config.max_pixels).pixels
-
-    def same_size(a: np.ndarray, b: np.ndarray, pa: Path, pb: Path, what: str) -> None:
-        if a.shape[:2] != b.shape[:2]:
-            raise EvalInputError(f"{pa}: size differs from its {what} {pb}",
-                                 expected=f"{b.shape[1]}x{b.shape[0]} px", actual=f"{a.shape[1]}x{a.shape[0]} px",
-                                 fix="score outputs at the size of their references (no resizing is done); "
-                                     "`focusstack fuse` crops aligned stacks: fuse with --keep-size or --no-align to compare with a GT")
-
     images: list[dict[str, Any]] = []
     diff_values: list[np.ndarray] = []
     patch_scores: dict[str, dict[str, list[np.ndarray]]] = {n: {k: [] for k in patch_keys} for n, _ in config.methods}
-    total = len(plan) * len(config.methods)
-    done = 0
+    total, done = len(plan) * len(config.methods), 0
     with progress_bar("eval", enabled=config.show_progress) as update:
         update(0, total)
-        for stem, gt_path, src_paths, mask_paths in plan:
-            gt = read(gt_path) if gt_path is not None else None
-            srcs = [read(p) for p in src_paths]
-            for p, s in zip(src_paths[1:], srcs[1:]):
-                same_size(s, srcs[0], p, src_paths[0], "first frame")
-            gt_labels = None
-            if mask_paths:
-                masks = [read(p).mean(-1) for p in mask_paths]
-                for p, m in zip(mask_paths, masks):
-                    ref = gt if gt is not None else (srcs[0] if srcs else masks[0])
-                    same_size(m, ref, p, gt_path or (src_paths[0] if src_paths else mask_paths[0]), "reference")
-                gt_labels = labels_from_masks(masks)
-            if want_diff:
-                assert gt is not None
-                gt_t = torch.from_numpy(gt).permute(2, 0, 1)
-                fr_t = torch.stack([torch.from_numpy(s).permute(2, 0, 1) for s in srcs])
-                same_size(srcs[0], gt, src_paths[0], gt_path, "GT")  # type: ignore[arg-type]
-                diff_values.append(difficulty(gt_t, fr_t, config.patch).numpy())
+        for entry in plan:
+            refs = _load_refs(entry, config, want_diff)
+            if refs.difficulty is not None:
+                diff_values.append(refs.difficulty)
             for name, folder in config.methods:
-                pred_path = stems_by_method[name][stem]
-                pred = read(pred_path)
-                if gt is not None:
-                    same_size(pred, gt, pred_path, gt_path, "GT")  # type: ignore[arg-type]
-                if srcs:
-                    same_size(pred, srcs[0], pred_path, src_paths[0], "source frame")
-                scores: dict[str, float | None] = {k: None for k in keys}
-                reasons: dict[str, str] = {}
-                if ref_keys:
-                    assert gt is not None
-                    pt = torch.from_numpy(pred).permute(2, 0, 1)[None]
-                    gtt = torch.from_numpy(gt).permute(2, 0, 1)[None]
-                    for k, v in scorer.score(pt, gtt).items():
-                        if isinstance(v, Unavailable):
-                            reasons[k] = str(v)
-                        else:
-                            scores[k] = _clean(float(v[0]))
-                            if scores[k] is None:
-                                reasons[k] = f"{BY_KEY[k].label} gave a non-finite value"
-                for k, fn in (("q_mi", fm.q_mi), ("q_abf", fm.q_abf), ("q_y", fm.q_y)):
-                    if k in keys:
-                        try:
-                            scores[k] = _clean(fn(srcs, pred))
-                            if scores[k] is None:
-                                reasons[k] = f"{BY_KEY[k].label} gave a non-finite value"
-                        except Unavailable as exc:
-                            reasons[k] = str(exc)
-                if "miou" in keys:
-                    own = _by_stem(folder / "masks", stem) if (folder / "masks").is_dir() else None
-                    if own is not None:
-                        m = read(own).mean(-1)
-                        same_size(m, pred, own, pred_path, "prediction")
-                        pred_labels = labels_from_masks([m])
-                    elif srcs:
-                        pred_labels = implied_decision(srcs, pred)
-                    else:
-                        pred_labels = None
-                        reasons["miou"] = (f"no decision map for {pred_path.name}: put it in {folder / 'masks'}/{stem}.png "
-                                           "or pass --sources to infer it")
-                    if pred_labels is not None:
-                        assert gt_labels is not None
-                        try:
-                            scores["miou"] = decision_miou(pred_labels, gt_labels, srcs) if srcs else miou(pred_labels, gt_labels)
-                        except Unavailable as exc:
-                            reasons["miou"] = str(exc)
-                if want_diff and patch_keys:
-                    pp = patches(torch.from_numpy(pred).permute(2, 0, 1), config.patch)
-                    gp = patches(gt_t, config.patch)
+                pred_path = stems_by_method[name][refs.stem]
+                pred = _read(pred_path, config)
+                scores, reasons = _score(pred, pred_path, folder, refs, keys, scorer, config)
+                if patch_keys:
+                    pp = patches(_chw(pred), config.patch)
+                    gp = patches(_chw(refs.gt), config.patch)
                     for k, v in scorer.score(pp, gp).items():
-                        if k in patch_keys and not isinstance(v, Unavailable):
-                            patch_scores[name][k].append(v.numpy())
-                        elif k in patch_keys:
-                            patch_scores[name][k].append(np.full(len(pp), np.nan))
+                        if k in patch_keys:
+                            patch_scores[name][k].append(np.full(len(pp), np.nan) if isinstance(v, Unavailable) else v.numpy())
                 images.append({
                     "method": name,
-                    "stem": stem,
+                    "stem": refs.stem,
                     "pred": str(pred_path),
-                    "gt": str(gt_path) if gt_path is not None else None,
-                    "sources": [str(p) for p in src_paths],
+                    "gt": str(refs.gt_path) if refs.gt_path is not None else None,
+                    "sources": [str(p) for p in refs.src_paths],
                     "scores": scores,
                     "unavailable": reasons,
                 })
                 done += 1
                 update(done, total)
 
-    summary = _summarise(images, infos, config)
     unavailable = {}
     for k in keys:
         rs = [r["unavailable"][k] for r in images if k in r["unavailable"]]
@@ -452,7 +344,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
         metrics=infos,
         methods=[{"name": n, "dir": str(d)} for n, d in config.methods],
         images=images,
-        summary=summary,
+        summary=_summarise(images, infos, config),
         unavailable=unavailable,
     )
     if want_diff:
@@ -469,6 +361,163 @@ def evaluate(config: EvalConfig) -> EvalResult:
         result.written.append(str(config.csv))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _check_outputs(config: EvalConfig, patch_keys: list[str]) -> dict[str, Path]:
+    """Refuse existing output files (without ``overwrite``) before any work; the plot paths."""
+    if config.csv is not None:
+        check_output(config.csv, overwrite=config.overwrite)
+    plot_paths: dict[str, Path] = {}
+    if config.plots is not None and patch_keys:
+        if config.plots.exists() and not config.plots.is_dir():
+            raise UsageError(f"--plots {config.plots}: not a folder", fix="give a folder (it is created when missing)")
+        config.plots.mkdir(parents=True, exist_ok=True)
+        for k in patch_keys:
+            plot_paths[k] = config.plots / f"difficulty_{k}.png"
+            check_output(plot_paths[k], overwrite=config.overwrite)
+    return plot_paths
+
+
+_Entry = tuple[str, "Path | None", list[Path], list[Path]]
+
+
+def _pair(config: EvalConfig) -> tuple[dict[str, dict[str, Path]], list[_Entry]]:
+    """Stems per method, and per stem its GT / frames / masks; every missing file is found
+    here, before any pixel is decoded."""
+    stems_by_method = {name: _stem_map(folder, f"method {name}") for name, folder in config.methods}
+    first = config.methods[0][0]
+    stems = list(stems_by_method[first])
+    if not stems:
+        raise UsageError(f"{config.methods[0][1]}: no images", expected=f"files with one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}",
+                         actual="none", fix="point PRED_DIR / --method at the folder of fused images")
+    for name, smap in stems_by_method.items():
+        if set(smap) != set(stems):
+            only_a = sorted(set(stems) - set(smap))[:5]
+            only_b = sorted(set(smap) - set(stems))[:5]
+            raise EvalInputError(f"methods {first} and {name} do not hold the same images",
+                                 expected="the same file stems in every method folder",
+                                 actual=f"only in {first}: {only_a or '-'}; only in {name}: {only_b or '-'}",
+                                 fix="compare methods on the same images")
+    plan: list[_Entry] = []
+    for stem in stems:
+        pred0 = stems_by_method[first][stem]
+        plan.append((
+            stem,
+            _gt_path(config.gt, stem, pred0) if config.gt is not None else None,
+            _source_paths(config.sources, stem, pred0) if config.sources is not None else [],
+            _mask_paths(config.masks, stem, pred0) if config.masks is not None else [],
+        ))
+    return stems_by_method, plan
+
+
+def _read(path: Path, config: EvalConfig) -> np.ndarray:
+    return read_image(path, max_pixels=config.max_pixels).pixels
+
+
+def _chw(img: np.ndarray):  # noqa: ANN202 - torch is imported lazily
+    import torch
+
+    return torch.from_numpy(img).permute(2, 0, 1)
+
+
+def _same_size(a: np.ndarray, b: np.ndarray, pa: Path, pb: Path, what: str) -> None:
+    if a.shape[:2] != b.shape[:2]:
+        raise EvalInputError(f"{pa}: size differs from its {what} {pb}",
+                             expected=f"{b.shape[1]}x{b.shape[0]} px", actual=f"{a.shape[1]}x{a.shape[0]} px",
+                             fix="score outputs at the size of their references (no resizing is done); "
+                                 "`focusstack fuse` crops aligned stacks: fuse with --keep-size or --no-align to compare with a GT")
+
+
+@dataclass
+class _Refs:
+    """One stem's references, read once for every method."""
+
+    stem: str
+    gt_path: Path | None
+    gt: np.ndarray | None
+    src_paths: list[Path]
+    srcs: list[np.ndarray]
+    gt_labels: np.ndarray | None
+    difficulty: np.ndarray | None
+
+
+def _load_refs(entry: _Entry, config: EvalConfig, want_diff: bool) -> _Refs:
+    import torch
+
+    from focusstack.metrics.difficulty import difficulty
+    from focusstack.metrics.masks import labels_from_masks
+
+    stem, gt_path, src_paths, mask_paths = entry
+    gt = _read(gt_path, config) if gt_path is not None else None
+    srcs = [_read(p, config) for p in src_paths]
+    for p, s in zip(src_paths[1:], srcs[1:]):
+        _same_size(s, srcs[0], p, src_paths[0], "first frame")
+    if gt is not None and srcs:
+        _same_size(srcs[0], gt, src_paths[0], gt_path, "GT")  # type: ignore[arg-type]
+    gt_labels = None
+    if mask_paths:
+        masks = [_read(p, config).mean(-1) for p in mask_paths]
+        ref, ref_path = (gt, gt_path) if gt is not None else ((srcs[0], src_paths[0]) if srcs else (masks[0], mask_paths[0]))
+        for p, m in zip(mask_paths, masks):
+            _same_size(m, ref, p, ref_path, "reference")  # type: ignore[arg-type]
+        gt_labels = labels_from_masks(masks)
+    diff = None
+    if want_diff:
+        assert gt is not None
+        diff = difficulty(_chw(gt), torch.stack([_chw(s) for s in srcs]), config.patch).numpy()
+    return _Refs(stem, gt_path, gt, src_paths, srcs, gt_labels, diff)
+
+
+def _score(pred: np.ndarray, pred_path: Path, folder: Path, refs: _Refs, keys: list[str], scorer, config: EvalConfig,  # noqa: ANN001
+           ) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Every metric of one prediction: key -> score or None, and key -> reason for each None."""
+    from focusstack.metrics import fusion as fm
+    from focusstack.metrics.masks import decision_miou, implied_decision, labels_from_masks, miou
+
+    if refs.gt is not None:
+        _same_size(pred, refs.gt, pred_path, refs.gt_path, "GT")  # type: ignore[arg-type]
+    if refs.srcs:
+        _same_size(pred, refs.srcs[0], pred_path, refs.src_paths[0], "source frame")
+    scores: dict[str, float | None] = {k: None for k in keys}
+    reasons: dict[str, str] = {}
+
+    def put(k: str, v: float) -> None:
+        scores[k] = _clean(v)
+        if scores[k] is None:
+            reasons[k] = f"{BY_KEY[k].label} gave a non-finite value"
+
+    if scorer.keys:
+        assert refs.gt is not None
+        for k, v in scorer.score(_chw(pred)[None], _chw(refs.gt)[None]).items():
+            if isinstance(v, Unavailable):
+                reasons[k] = str(v)
+            else:
+                put(k, float(v[0]))
+    for k, fn in (("q_mi", fm.q_mi), ("q_abf", fm.q_abf), ("q_y", fm.q_y)):
+        if k in keys:
+            try:
+                put(k, fn(refs.srcs, pred))
+            except Unavailable as exc:
+                reasons[k] = str(exc)
+    if "miou" in keys:
+        assert refs.gt_labels is not None
+        own = _by_stem(folder / "masks", refs.stem) if (folder / "masks").is_dir() else None
+        if own is not None:
+            m = _read(own, config).mean(-1)
+            _same_size(m, pred, own, pred_path, "prediction")
+            labels = labels_from_masks([m])
+        elif refs.srcs:
+            labels = implied_decision(refs.srcs, pred)
+        else:
+            labels = None
+            reasons["miou"] = (f"no decision map for {pred_path.name}: put it in {folder / 'masks'}/{refs.stem}.png "
+                               "or pass --sources to infer it")
+        if labels is not None:
+            try:
+                put("miou", decision_miou(labels, refs.gt_labels, refs.srcs) if refs.srcs else miou(labels, refs.gt_labels))
+            except Unavailable as exc:
+                reasons["miou"] = str(exc)
+    return scores, reasons
 
 
 def _summarise(images: list[dict], infos: list[MetricInfo], config: EvalConfig) -> dict:

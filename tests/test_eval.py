@@ -237,3 +237,17 @@ def test_methods_without_pred_dir_and_cuda_without_a_gpu(folders):
     if not torch.cuda.is_available():
         r = _eval([str(f / "good"), "--gt", str(f / "gt"), "--metrics", "mse", "--device", "cuda"])
         assert r.exit_code == 2 and "cuda" in r.output.lower()
+
+
+def test_difficulty_in_the_json_without_plots(folders):
+    f = folders
+    base = [str(f / "good"), "--gt", str(f / "gt"), "--sources", str(f / "src"), "--metrics", "psnr,q_abf", "--json"]
+    r = _eval(base)
+    assert r.exit_code == 0 and json.loads(r.stdout)["difficulty"] is None
+    r = _eval([*base, "--difficulty", "--patch", "32", "--bins", "3"])
+    assert r.exit_code == 0, r.output
+    diff = json.loads(r.stdout)["difficulty"]
+    assert diff["patch"] == 32 and diff["patches"] == 3 * (H // 32) * (W // 32) == sum(diff["counts"])
+    # the prediction is the GT: every patch is perfect whatever its difficulty
+    assert all(v is None or v == pytest.approx(80.0) for v in diff["methods"]["good"]["psnr"])
+    assert _eval([str(f / "good"), "--gt", str(f / "gt"), "--difficulty"]).exit_code == 2  # needs --sources
