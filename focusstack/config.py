@@ -174,7 +174,7 @@ class FuseConfig:
             raise ConfigError("--max-pixels must be positive", expected="> 0", actual=str(self.max_pixels))
         if self.slab_size < 2:
             raise ConfigError("--slab-size must be at least 2", expected=">= 2", actual=str(self.slab_size))
-        if not 0 <= self.slab_overlap < self.slab_size - 1 and not (self.slab_size == 2 and self.slab_overlap == 0):
+        if not 0 <= self.slab_overlap <= max(0, self.slab_size - 2):
             raise ConfigError(
                 "--slab-overlap out of range",
                 expected=f"0 <= overlap <= {max(0, self.slab_size - 2)}",

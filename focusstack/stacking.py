@@ -143,7 +143,7 @@ def fuse_stack(
         # the plain path: frames go to the engine exactly as read
         t = time.perf_counter()
         frames = [read(p) for p in paths]
-        ref = frames[0]
+        exif, icc = frames[0].exif, frames[0].icc
         slabs = [list(range(n))]
         with progress_bar(f"fusing {name}", enabled=config.show_progress) as update:
             fused = engine.fuse([f.pixels for f in frames], on_tile=update)
@@ -165,8 +165,7 @@ def fuse_stack(
                 on_frame=update,
             )
         timings["align"] = time.perf_counter() - t
-        ref = analysis.first
-        assert ref is not None
+        exif, icc = analysis.exif, analysis.icc
         order = analysis.order.order
         focus = {"order": [paths[k].name for k in order], **analysis.order.to_dict()}
         # a short stack is fused in name order (as without alignment); a long one in focus-ordered slabs
@@ -182,8 +181,8 @@ def fuse_stack(
         output,
         fused,
         bit_depth=bit_depth,
-        exif=ref.exif,
-        icc=ref.icc,
+        exif=exif,
+        icc=icc,
         overwrite=config.overwrite,
         protected=paths,
     )

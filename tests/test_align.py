@@ -20,7 +20,7 @@ from focusstack.align.stack import analyse_stack
 from focusstack.align.warp import Crop, common_area, warp_frame
 from focusstack.cli.app import app
 from focusstack.config import AlignConfig, FuseConfig
-from focusstack.engines.decision import DecisionEngine, decision_fuse
+from focusstack.engines.decision import decision_fuse
 from focusstack.errors import StackError
 from focusstack.io import Frame, read_image
 from focusstack.metrics import psnr

@@ -67,7 +67,9 @@ class StackAnalysis:
     crop: Crop
     aligned: bool
     model: str | None
-    first: Frame | None = None  # the first frame by name (EXIF and ICC come from it)
+    #: EXIF and ICC of the first frame by name (the output keeps them).
+    exif: bytes | None = None
+    icc: bytes | None = None
     cache: dict[int, Frame] = field(default_factory=dict)
     reads: int = 0
 
@@ -201,7 +203,7 @@ def analyse_stack(
     energies: list[np.ndarray] = []
     to_energy = np.eye(3)
     chain = _Chain(config) if align else None
-    first: Frame | None = None
+    exif = icc = None
     cache: dict[int, Frame] = {}
     reads = 0
     width = height = 0
@@ -210,7 +212,7 @@ def analyse_stack(
         reads += 1
         height, width = frame.pixels.shape[:2]
         if i == 0:
-            first = frame
+            exif, icc = frame.exif, frame.icc
         gray, to_working = _working_gray(frame.pixels, config.max_side if align else 512)
         if need_order:
             energies.append(energy_map(gray))
@@ -284,7 +286,8 @@ def analyse_stack(
         crop=crop,
         aligned=align,
         model=config.model if align else None,
-        first=first,
+        exif=exif,
+        icc=icc,
         cache=cache,
         reads=reads,
     )
