@@ -65,6 +65,9 @@ class StackAnalysis:
     transforms: list[np.ndarray]
     correlations: list[float | None]
     crop: Crop
+    #: The area every frame covers (equal to ``crop`` unless ``--keep-size``): exposure is
+    #: measured there only.
+    common: Crop
     aligned: bool
     model: str | None
     #: EXIF and ICC of the first frame by name (the output keeps them).
@@ -271,10 +274,14 @@ def analyse_stack(
             transforms[k] /= transforms[k][2, 2]
             if is_identity(transforms[k], width, height, tol):
                 transforms[k] = np.eye(3)
-    if align and not config.keep_size:
-        crop = common_area(transforms, width, height, names=[p.name for p in paths])
-    else:
-        crop = full_area(width, height)
+    common = full_area(width, height)
+    if align:
+        try:
+            common = common_area(transforms, width, height, names=[p.name for p in paths])
+        except StackError:
+            if not config.keep_size:
+                raise
+    crop = full_area(width, height) if config.keep_size else common
     return StackAnalysis(
         paths=paths,
         width=width,
@@ -284,6 +291,7 @@ def analyse_stack(
         transforms=transforms,
         correlations=correlations,
         crop=crop,
+        common=common,
         aligned=align,
         model=config.model if align else None,
         exif=exif,
@@ -306,9 +314,11 @@ class FramePreparer:
         self.gain_applied: dict[int, bool] = {}
         self.reads = 0
         self.gain_ref: GainReference | None = None
+        c, o = analysis.common, analysis.crop
+        self.box = (slice(c.y0 - o.y0, c.y1 - o.y0), slice(c.x0 - o.x0, c.x1 - o.x0))  # common area in the output
         if config.enabled and config.exposure:
             ref = self._warped(analysis.reference, keep=True)
-            self.gain_ref = GainReference(ref)
+            self.gain_ref = GainReference(ref[self.box])
             del ref
 
     def _load(self, k: int, keep: bool = False) -> np.ndarray:
@@ -327,7 +337,7 @@ class FramePreparer:
     def prepare(self, k: int) -> np.ndarray:
         out = self._warped(k)
         if self.gain_ref is not None:
-            g = np.ones(3) if k == self.a.reference else estimate_gains(self.gain_ref, out)
+            g = np.ones(3) if k == self.a.reference else estimate_gains(self.gain_ref, out[self.box])
             self.gain_applied[k] = apply_gains(out, g, self.config.gain_tolerance)
             self.gains[k] = [round(float(v), 5) for v in g]
         return out
