@@ -206,7 +206,9 @@ def focus_order(
     if not informative.any():
         return FocusOrder(name, "name", 0.0, 0.0)
     x = x[:, informative]
-    dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    sq = (x * x).sum(1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0))
+    np.fill_diagonal(dist, 0.0)
     spectral = _spectral(dist)
     candidates = [name, spectral, _two_opt(dist, spectral), _two_opt(dist, name)]
     found = min(candidates, key=lambda o: unimodality_violation(x, o))
