@@ -375,3 +375,39 @@ def test_difficulty_is_zero_where_a_frame_holds_the_gt_and_grows_with_blur():
     grid = d.reshape(2, 3)
     assert torch.all(grid[:, 0].abs() < 1e-5)  # a frame holds these patches exactly
     assert torch.all(grid[:, 1:] > 0.05)  # only blurred copies of these
+
+
+def test_weights_on_disk_are_used_offline_and_a_corrupt_file_is_unavailable(tmp_path, monkeypatch):
+    """The plumbing with stand-in files and models (the real weights cannot be downloaded here):
+    files present -> the model is built from the cache and scores; a model that fails to load
+    its file -> unavailable naming the files, never a number."""
+    import piq
+
+    from focusstack.metrics.reference import ReferenceScorer
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ck = tmp_path / "torch" / "hub" / "checkpoints"
+    ck.mkdir(parents=True)
+    for name in ("vgg16-397923af.pth", "lpips_weights.pt", "PieAPPv0.1.pth"):
+        (ck / name).write_bytes(b"stand-in")
+
+    class FakeLPIPS(torch.nn.Module):
+        def __init__(self, reduction="mean"):
+            super().__init__()
+
+        def forward(self, x, y):
+            return (x - y).abs().mean(dim=(1, 2, 3))
+
+    class BrokenPieAPP(torch.nn.Module):
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("invalid load key")
+
+    monkeypatch.setattr(piq, "LPIPS", FakeLPIPS)
+    monkeypatch.setattr(piq, "PieAPP", BrokenPieAPP)
+    x = _texture(64, 64)
+    out = _scorer(["lpips", "pieapp", "dists"]).score(_t(x), _t(np.clip(x + 0.1, 0, 1)))
+    assert float(out["lpips"][0]) > 0.05
+    assert isinstance(out["pieapp"], Unavailable) and "PieAPPv0.1.pth" in str(out["pieapp"])
+    assert "could not load" in str(out["pieapp"])
+    assert isinstance(out["dists"], Unavailable) and "dists_weights.pt" in str(out["dists"])
+    assert "vgg16" not in str(out["dists"]).split("weights missing:")[1].split("not in")[0]
