@@ -22,7 +22,8 @@ DEFINITION = "1 - max_k SSIM(GT patch, frame_k patch)"
 
 
 def patches(img: torch.Tensor, size: int) -> torch.Tensor:
-    """``(3, H, W)`` -> ``(P, 3, size, size)``, row-major grid, partial edge patches dropped."""
+    """``(C, H, W)`` tensor -> ``(P, C, size, size)``, same dtype and values; the patches of a
+    row-major grid, partial edge patches dropped (``P = (H // size) * (W // size)``)."""
     c, h, w = img.shape
     ny, nx = h // size, w // size
     if ny == 0 or nx == 0:
