@@ -82,3 +82,10 @@ def train_fsb(cfg: TrainFSBConfig) -> dict:
     summary["data"] = str(cfg.data)
     summary["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()}
     return summary
+
+
+def export_fsb_checkpoint(run: Path, folder: Path) -> int:
+    """Export the EMA FSB of a run folder's checkpoint into ``folder`` (e.g. models/fsb)."""
+    from focusstack.training.tr_loop import export_checkpoint
+
+    return export_checkpoint(run, folder, lambda d: FSB(FSBConfig.from_dict(d)), "focusstack train fsb")

@@ -74,3 +74,10 @@ def train_keb(cfg: TrainKEBConfig) -> dict:
     summary["data"] = str(cfg.data)
     summary["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()}
     return summary
+
+
+def export_keb_checkpoint(run: Path, folder: Path) -> int:
+    """Export the EMA KEB of a run folder's checkpoint into ``folder`` (e.g. models/keb)."""
+    from focusstack.training.tr_loop import export_checkpoint
+
+    return export_checkpoint(run, folder, lambda d: KEB(KEBConfig.from_dict(d)), "focusstack train keb")

@@ -163,3 +163,16 @@ def export_model(model: torch.nn.Module, arch: dict, folder: Path, steps: int, s
     ``train_summary.json`` into ``folder``."""
     save_model_dir(model, arch, folder, metadata={"trained_steps": steps, "recipe": summary.get("recipe", "")})
     (folder / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def export_checkpoint(run: Path, folder: Path, build: Callable[[dict], torch.nn.Module], recipe: str) -> int:
+    """Export the EMA weights of ``run/checkpoint`` (a run still going, or stopped) into
+    ``folder`` like ``--export`` does; returns the checkpoint's step."""
+    run = Path(run)
+    arch = json.loads((run / "config.json").read_text())
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    model = build(arch)
+    model.load_state_dict(load_file(str(run / "checkpoint" / "ema.safetensors")))
+    summary = {"steps": state["step"], "last": state["log"][-1] if state["log"] else {}, "recipe": recipe, "exported_from": str(run / "checkpoint")}
+    export_model(model.eval(), arch, Path(folder), int(state["step"]), summary)
+    return int(state["step"])
