@@ -360,12 +360,13 @@ def refine_tr(
     save_mask: str | Path | None = None,
     save_diffusion: str | Path | None = None,
 ) -> RefineResult:
-    """Read the frames (any order), refine, write ``output`` (bit depth kept: 16-bit when any
+    """Read the frames (any order; 2 = the paper's near/far pair, more = every near/far boundary
+    of the decision map, see :mod:`focusstack.refinement.stack`), refine, write ``output`` (bit depth kept: 16-bit when any
     input is more than 8-bit and the format allows). Optional ``save_mask`` (near frame's
     foreground, white = foreground, input size) and ``save_diffusion`` (``0.5 + S``).
 
     Raises:
-        StackError: not exactly 2 frames, sizes differ, ``--init`` of another size.
+        StackError: fewer than 2 frames, sizes differ, ``--init`` of another size.
         OutputExistsError: an output exists without ``overwrite``, or equals an input.
         WeightsError: FSB/KEB asked for explicitly but missing or corrupt.
     """
@@ -374,12 +375,12 @@ def refine_tr(
 
     t0 = time.perf_counter()
     paths = [Path(p) for p in inputs]
-    if len(paths) != 2:
+    if len(paths) < 2:
         raise StackError(
-            "refine-tr works on a near/far pair",
-            expected="exactly 2 frames",
-            actual=f"{len(paths)} frames",
-            fix="give the near- and the far-focused frame (any order); for longer stacks fuse first and pass --init",
+            "refine-tr needs a near/far pair (or a longer stack)",
+            expected="2 or more frames",
+            actual=f"{len(paths)} frame(s)",
+            fix="give the near- and the far-focused frame (any order)",
         )
     max_pixels = config.max_pixels or DEFAULT_MAX_PIXELS
     infos = check_stack(paths, max_pixels=max_pixels)
@@ -397,36 +398,56 @@ def refine_tr(
     if init is not None:
         init_frame = read_image(init, max_pixels=max_pixels)
         depths.append(init_frame.bit_depth)
+        if init_frame.pixels.shape != frames[0].pixels.shape:
+            raise StackError(
+                f"--init {init}: size differs from the frames",
+                expected=f"{frames[0].pixels.shape[1]}x{frames[0].pixels.shape[0]}",
+                actual=f"{init_frame.pixels.shape[1]}x{init_frame.pixels.shape[0]}",
+                fix="pass a fusion of these same frames, at their size",
+            )
     t_read = time.perf_counter()
     from focusstack.engines.decision import decision_steps
 
     pix = [f.pixels for f in frames]
     steps = decision_steps(pix)
+    k = len(pix)
     if config.order == "auto":
         ordering = order_frames(pix, steps.labels)
     else:
-        ordering = Ordering((0, 1), np.zeros((2, 2), np.float32), np.zeros((2, 2), np.int64), 0.0)
-    ni, fi = ordering.order
-    dw = steps.weights[[ni, fi]]
-    res = refine_pair(
-        pix[ni], pix[fi], config, init=init_frame.pixels if init_frame is not None else None, decision_weights=dw, fsb=fsb, keb=keb
-    )
+        ordering = Ordering(tuple(range(k)), np.zeros((k, k), np.float32), np.zeros((k, k), np.int64), 0.0)
+    ni, fi = ordering.order[0], ordering.order[-1]
+    extra: dict = {}
+    if k == 2:
+        res = refine_pair(
+            pix[ni], pix[fi], config, init=init_frame.pixels if init_frame is not None else None,
+            decision_weights=steps.weights[[ni, fi]], fsb=fsb, keb=keb,
+        )
+        refined, mask, diffusion, sigma, rinfo = res.refined, res.mask, res.diffusion, res.sigma_px, res.info
+    else:
+        from focusstack.refinement.stack import refine_stack
+
+        st = refine_stack(pix, config, init=init_frame.pixels if init_frame is not None else None, steps=steps, ordering=ordering, fsb=fsb, keb=keb)
+        refined, mask, diffusion, rinfo = st.refined, st.nearness, st.diffusion, st.info
+        sigma = float(np.mean([p["sigma_px"] for p in st.pairs])) if st.pairs else 0.0
+        extra = {"pairs": [p | {"near_file": str(paths[p["near"]]), "far_file": str(paths[p["far"]])} for p in st.pairs],
+                 "mask_encoding": "nearness: 1 = the nearest frame's region, 0 = the farthest's"}
     t_refine = time.perf_counter()
     ref = frames[0]
     bit_depth = output_bit_depth(output, depths)
-    write_image(output, res.refined, bit_depth=bit_depth, exif=ref.exif, icc=ref.icc, overwrite=config.overwrite, protected=protected)
+    write_image(output, refined, bit_depth=bit_depth, exif=ref.exif, icc=ref.icc, overwrite=config.overwrite, protected=protected)
     if save_mask:
-        write_image(save_mask, _grey(res.mask), bit_depth=output_bit_depth(save_mask, depths), overwrite=config.overwrite, protected=protected)
+        write_image(save_mask, _grey(mask), bit_depth=output_bit_depth(save_mask, depths), overwrite=config.overwrite, protected=protected)
     if save_diffusion:
-        write_image(save_diffusion, np.clip(0.5 + res.diffusion, 0, 1), bit_depth=output_bit_depth(save_diffusion, depths), overwrite=config.overwrite, protected=protected)
+        write_image(save_diffusion, np.clip(0.5 + diffusion, 0, 1), bit_depth=output_bit_depth(save_diffusion, depths), overwrite=config.overwrite, protected=protected)
     t_end = time.perf_counter()
-    info = dict(res.info)
+    info = dict(rinfo) | extra
+    info["frames_near_to_far"] = [str(paths[i]) for i in ordering.order]
     info["weights"] = used
     if init is not None:
         info["init_file"] = str(init)
-    h, w = res.refined.shape[:2]
+    h, w = refined.shape[:2]
     return RefineResult(
-        output=Path(output), near=paths[ni], far=paths[fi], width=w, height=h, bit_depth=bit_depth, sigma_px=res.sigma_px,
+        output=Path(output), near=paths[ni], far=paths[fi], width=w, height=h, bit_depth=bit_depth, sigma_px=sigma,
         info=info, ordering=ordering.to_dict() | {"method": config.order},
         mask_file=Path(save_mask) if save_mask else None, diffusion_file=Path(save_diffusion) if save_diffusion else None,
         timings_s={"read": t_read - t0, "refine": t_refine - t_read, "write": t_end - t_refine, "total": t_end - t0},
