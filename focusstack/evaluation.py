@@ -290,6 +290,10 @@ def evaluate(config: EvalConfig) -> EvalResult:
                          fix="pass both, or drop --plots")
     ref_keys = [m.key for m in infos if m.kind == "reference"]
     patch_keys = [k for k in ref_keys if BY_KEY[k].min_size <= config.patch] if want_diff else []
+    if config.plots is not None and not patch_keys:
+        raise UsageError(f"--plots: no selected reference metric works on {config.patch} px patches, nothing to plot",
+                         expected="a reference metric such as psnr, ssim or lpips (MS-SSIM and IW-SSIM need >= 161 px)",
+                         actual=", ".join(ref_keys) or "no reference metric", fix="add one to --metrics, or raise --patch")
     plot_paths = _check_outputs(config, patch_keys)
     stems_by_method, plan = _pair(config)
 

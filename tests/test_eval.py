@@ -251,3 +251,6 @@ def test_difficulty_in_the_json_without_plots(folders):
     # the prediction is the GT: every patch is perfect whatever its difficulty
     assert all(v is None or v == pytest.approx(80.0) for v in diff["methods"]["good"]["psnr"])
     assert _eval([str(f / "good"), "--gt", str(f / "gt"), "--difficulty"]).exit_code == 2  # needs --sources
+    r = _eval([str(f / "good"), "--gt", str(f / "gt"), "--sources", str(f / "src"), "--metrics", "ms_ssim,q_abf",
+               "--plots", str(f / "plots")])
+    assert r.exit_code == 2 and "nothing to plot" in r.output
