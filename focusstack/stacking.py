@@ -68,7 +68,8 @@ class FuseResult:
     input_height: int = 0
     #: Per-frame transforms, gains and the crop (``{"enabled": False}`` with ``--no-align``).
     alignment: dict = field(default_factory=dict)
-    #: File names from one end of the focus range to the other, and how the order was found.
+    #: ``files``: names from one end of the focus range to the other; ``order``: their indices in
+    #: name order; ``source``: how the order was found (see focusstack.longstack.FocusOrder).
     focus_order: dict = field(default_factory=dict)
     #: The slabs (file names) fused one at a time, and how many merges of slab results followed.
     slabs: list = field(default_factory=list)
@@ -137,7 +138,7 @@ def fuse_stack(
 
     name = paths[0].parent.name or "stack"
     alignment: dict = {"enabled": False}
-    focus: dict = {"order": [p.name for p in paths], "source": "name"}
+    focus: dict = {"files": [p.name for p in paths], "order": list(range(n)), "source": "name"}
     merges = 0
     if not config.align.enabled and n <= slab_size:
         # the plain path: frames go to the engine exactly as read
@@ -164,15 +165,15 @@ def fuse_stack(
                 keep_frames=n <= slab_size,
                 on_frame=update,
             )
-        timings["align"] = time.perf_counter() - t
+        timings["align"] = time.perf_counter() - t - timings["read"]  # reading is timed on its own
         exif, icc = analysis.exif, analysis.icc
         order = analysis.order.order
-        focus = {"order": [paths[k].name for k in order], **analysis.order.to_dict()}
+        focus = {"files": [paths[k].name for k in order], **analysis.order.to_dict()}
         # a short stack is fused in name order (as without alignment); a long one in focus-ordered slabs
         slabs = [list(range(n))] if n <= slab_size else [[order[i] for i in s_] for s_ in plan_slabs(n, slab_size, config.slab_overlap)]
-        t = time.perf_counter()
+        t, read_before = time.perf_counter(), timings["read"]
         fused, merges, preparer = _fuse_slabs(engine, slabs, analysis, read, config, slab_size, name)
-        timings["fuse"] = time.perf_counter() - t
+        timings["fuse"] = time.perf_counter() - t - (timings["read"] - read_before)
         alignment = preparer.report()
         out_w, out_h = analysis.crop.width, analysis.crop.height
 

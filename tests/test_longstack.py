@@ -182,6 +182,7 @@ def test_long_warped_stack_with_alignment(tmp_path):
     d = json.loads(r.stdout)
     assert d["frames"] == 9 and len(d["slabs"]) == 2 and d["merges"] == 1
     assert d["alignment"]["reference"] == "f04.tif"
+    assert d["focus_order"]["files"] == [f"f{i:02d}.tif" for i in range(9)] and d["focus_order"]["source"] == "name"
     c = d["alignment"]["crop"]
     fused = read_image(tmp_path / "o.tif").pixels
     assert psnr(fused, gt[c["y"] : c["y"] + c["height"], c["x"] : c["x"] + c["width"]]) > 30.0
