@@ -38,9 +38,12 @@ class TileConfig:
 
     tile: int = 512
     overlap: float = 0.25
-    #: Mirrored context added around the whole image so that no patch border, where the
-    #: networks' zero padding distorts the output, falls on the image's own border.
-    margin: int = 32
+    #: Mirrored context added around the whole image, so that the image's own border is far from
+    #: the canvas border where the networks' zero padding distorts the output. Measured on a flat
+    #: field with the trained weights (760 x 960, 512 px patches): largest deviation 1.97/255 with
+    #: 32 px, 1.16/255 with 64, 0.62/255 with 96, 0.34/255 with 128. 96 px costs 12% more work
+    #: than 32 px on a 2048 px image, 5% at 4096 px.
+    margin: int = 96
     #: Fraction of each overlap, at the patch's outer edge, given (almost) zero blend weight:
     #: the outermost pixels of a patch are its least reliable (see focusstack.tiling).
     dead_zone: float = 0.25
@@ -57,8 +60,8 @@ class TileConfig:
             raise ConfigError(
                 "tile overlap out of range", expected="0 <= overlap < 0.5", actual=str(self.overlap)
             )
-        if not 0 <= self.margin <= self.tile // 4:
-            raise ConfigError("tile margin out of range", expected=f"0..{self.tile // 4}", actual=str(self.margin))
+        if not 0 <= self.margin <= 256 or self.margin % 8:
+            raise ConfigError("tile margin out of range", expected="a multiple of 8 in 0..256", actual=str(self.margin))
         if not 0.0 <= self.dead_zone < 1.0:
             raise ConfigError("dead zone out of range", expected="0 <= dead_zone < 1", actual=str(self.dead_zone))
 

@@ -169,13 +169,16 @@ def test_fuse_stack_writes_16_bit_and_summary(tmp_path, random_engine):
 
 
 def test_tiled_matches_untiled(vae):
-    # a real stack crop, a random (but not trivial) head: 128 px tiles vs one piece
+    # a real stack crop, a random (but not trivial) head: 256 px tiles vs one piece. Only the
+    # autoencoder's local stages run per patch (focusstack.engines.vaeedof), so the two agree up
+    # to the patches' receptive-field truncation. Measured 55.6 dB (3.6/255 at worst); the old
+    # all-per-patch pipeline gave 35 dB here.
     files = sorted(shared_path("data", "stacks", "pcb7").glob("*.jpg"))[:3]
-    frames = [read_image(f).pixels[300:556, 600:856] for f in files]
+    frames = [read_image(f).pixels[300:684, 600:984] for f in files]  # 384 px: canvas 576 px
     backend = TorchBackend(vae, _random_fusion(head_scale=0.003), device="cpu", precision="fp32")
-    whole = VAEEDOFEngine(backend, TileConfig(tile=384)).fuse(frames)
-    tiled = VAEEDOFEngine(backend, TileConfig(tile=128)).fuse(frames)
-    assert psnr(tiled, whole) >= 35.0
+    whole = VAEEDOFEngine(backend, TileConfig(tile=576)).fuse(frames)
+    tiled = VAEEDOFEngine(backend, TileConfig(tile=256)).fuse(frames)  # 3 x 3 patches
+    assert psnr(tiled, whole) >= 50.0
 
 
 def test_fewer_frames_are_duplicated(random_engine):

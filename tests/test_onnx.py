@@ -135,7 +135,7 @@ def test_shape_errors_and_precision(backends, vae, fusion, cache):
 
 
 def test_cache_rejects_a_changed_file(backends, tmp_path):
-    info = backends[1].exported["decoder"]
+    info = backends[1].exported["decoder_local"]
     copy = tmp_path / "decoder.onnx"
     copy.write_bytes(info.path.read_bytes())
     Path(str(copy) + ".json").write_text(Path(str(info.path) + ".json").read_text())

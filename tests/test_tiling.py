@@ -3,7 +3,19 @@ import pytest
 
 from focusstack.config import TileConfig
 from focusstack.errors import ConfigError
-from focusstack.tiling import Tile, blend_tiles, extract, mirror_index, plan_tiles, tile_mask, tile_origins, weight_sum
+from focusstack.tiling import (
+    Tile,
+    blend_tiles,
+    canvas_tiles,
+    downscale_weight,
+    extract,
+    mirror_index,
+    plan_tiles,
+    tile_mask,
+    tile_origins,
+    tile_weights,
+    weight_sum,
+)
 
 
 @pytest.mark.parametrize("length,tile,stride", [(512, 512, 384), (1000, 512, 384), (1300, 256, 192), (100, 512, 384), (2048, 512, 384)])
@@ -52,10 +64,10 @@ def test_blend_of_pointwise_process_is_exact():
 
 
 def test_small_image_is_one_padded_tile():
-    tiles = plan_tiles(100, 70, TileConfig(tile=512))  # canvas 164 x 134 with the margin
+    tiles = plan_tiles(100, 70, TileConfig(tile=512))  # canvas 292 x 262 with the 96 px margin
     assert len(tiles) == 1
     t = tiles[0]
-    assert (t.y, t.x, t.h, t.w, t.ph, t.pw) == (-32, -32, 164, 134, 192, 192)
+    assert (t.y, t.x, t.h, t.w, t.ph, t.pw) == (-96, -96, 292, 262, 320, 320)
 
 
 def test_extract_mirrors_outside_the_image():
@@ -72,3 +84,37 @@ def test_extract_mirrors_outside_the_image():
 def test_bad_tile_size_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="--tile"):
         TileConfig(tile=bad)
+
+
+@pytest.mark.parametrize("h,w,tile", [(100, 70, 512), (700, 1111, 256), (2048, 1536, 512), (300, 300, 128)])
+def test_canvas_tiles_cover_the_canvas_with_weights_summing_to_one(h, w, tile):
+    cfg = TileConfig(tile=tile)
+    ch, cw, tiles = canvas_tiles(h, w, cfg)
+    assert ch % 64 == 0 and cw % 64 == 0 and ch >= h + 2 * cfg.margin and cw >= w + 2 * cfg.margin
+    assert ch - (h + 2 * cfg.margin) < 64 and cw - (w + 2 * cfg.margin) < 64
+    full = np.zeros((ch, cw))
+    low = np.zeros((ch // 8, cw // 8))
+    for t, wt in zip(tiles, tile_weights(tiles, ch, cw, cfg)):
+        # every patch lies inside the canvas, on the 1/8 grid, at its full (network) size
+        assert t.y >= 0 and t.x >= 0 and t.y + t.h <= ch and t.x + t.w <= cw
+        assert t.y % 8 == 0 and t.x % 8 == 0 and (t.h, t.w) == (t.ph, t.pw)
+        assert wt.shape == (t.h, t.w) and wt.dtype == np.float32
+        full[t.y : t.y + t.h, t.x : t.x + t.w] += wt
+        low[t.y // 8 : (t.y + t.h) // 8, t.x // 8 : (t.x + t.w) // 8] += downscale_weight(wt, 8)
+    np.testing.assert_allclose(full, 1.0, atol=1e-6)
+    np.testing.assert_allclose(low, 1.0, atol=1e-6)
+
+
+def test_downscale_weight_is_a_block_mean():
+    w = np.arange(16 * 24, dtype=np.float32).reshape(16, 24)
+    d = downscale_weight(w, 8)
+    assert d.shape == (2, 3)
+    assert d[1, 2] == pytest.approx(w[8:, 16:].mean())
+    with pytest.raises(ValueError, match="multiple of 8"):
+        downscale_weight(np.ones((12, 16)), 8)
+
+
+@pytest.mark.parametrize("bad", [{"margin": 12}, {"margin": -8}, {"margin": 512}])
+def test_bad_margin_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="margin"):
+        TileConfig(**bad)

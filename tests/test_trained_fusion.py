@@ -36,19 +36,20 @@ def test_identical_frames_come_back(trained_backend, pcb_frames):
 
 
 def test_tiled_matches_untiled(trained_backend, pcb_frames):
-    # Measured: 35.1 dB here (256 px tiles on 768 px), 36.2 dB for 512 px tiles on 1024 px and
-    # 39.0 dB for 768 px tiles. The gap to the issue's 40 dB is the GroupNorm statistics of
-    # TAEF2's pooled blocks and of the U-Net, taken per patch: a slight colour offset per patch
-    # (about 1/1000), not a seam. Guarded here at 34 dB so that a regression shows.
-    crops = [f[300:1068, 500:1268] for f in pcb_frames[:4]]  # 768 x 768
-    whole = VAEEDOFEngine(trained_backend, TileConfig(tile=896)).fuse(crops)  # one patch
+    # Issue target: 512 px tiles match one piece at 40 dB or more (benchmarks/tiling_2048.py
+    # measures it on a 2048 px render). The local-stage tiling of focusstack.engines.vaeedof
+    # measured 80 dB with 512 px tiles on 1024 px renders; here 256 px tiles (3 x 3 patches) on
+    # a 384 px crop, the hardest case that runs in seconds.
+    crops = [f[300:684, 500:884] for f in pcb_frames[:4]]  # 384 x 384: canvas 576 px
+    whole = VAEEDOFEngine(trained_backend, TileConfig(tile=576)).fuse(crops)  # one patch
     tiled = VAEEDOFEngine(trained_backend, TileConfig(tile=256)).fuse(crops)
-    assert psnr(tiled, whole) >= 34.0
+    assert psnr(tiled, whole) >= 45.0
 
 
 def test_flat_colour_has_no_seams(trained_backend):
-    flat = [np.full((400, 560, 3), (0.55, 0.4, 0.25), np.float32)] * 3
-    out = VAEEDOFEngine(trained_backend, TileConfig(tile=192)).fuse(flat)
-    dev = np.abs(out - np.median(out, axis=(0, 1))).max()
-    # measured 1.37/255 (TAEF2 alone leaves about 1/255 of ripple on a flat field); guard at 2/255
-    assert dev <= 2.0 / 255, dev * 255
+    # 512 px patches (the default) over a 960 x 1152 canvas: 3 x 3 patches with seams in both
+    # directions. Measured 0.62/255 with the 96 px margin (1.97/255 with 32 px). Issue: <= 1/255.
+    flat = [np.full((760, 960, 3), (0.55, 0.4, 0.25), np.float32)] * 3
+    out = VAEEDOFEngine(trained_backend, TileConfig(tile=512)).fuse(flat)
+    dev = np.abs(out - np.median(out.reshape(-1, 3), axis=0)).max()
+    assert dev <= 1.0 / 255, dev * 255

@@ -14,6 +14,13 @@ part          input                  output                          dynamic axe
               ``(B, F*C, h, w)``     ``(B, C, h, w)``
 ============  =====================  ==============================  ===========================
 
+The ONNX backend runs the autoencoder as four split graphs (``focusstack.networks.taesd``:
+local and global parts), so that the VAEEDOF engine can run the local ones patch by patch:
+``encoder_local`` (``images (N, 3, H, W)`` -> ``features (N, W_f, H/8, W/8)``), ``encoder_global``
+(``features`` -> ``latents``), ``decoder_global`` (``latents`` -> ``features``) and
+``decoder_local`` (``features`` -> ``images``, not clamped). ``encoder``/``decoder`` (whole halves)
+are exported on request only (``export-onnx --part``).
+
 Every export is run once by ONNX Runtime on inputs of a *different* shape from the export
 example (so a graph that froze a shape fails) and compared with torch; the max abs difference is
 recorded and the export fails (:class:`OnnxExportError`, exit 1) above :data:`TOLERANCE`.
@@ -49,13 +56,24 @@ from focusstack.errors import FocusstackError, UsageError
 log = logging.getLogger(__name__)
 
 #: Bump when the export settings change: every cached file is then re-exported.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 OPSET = 18
-PARTS = ("encoder", "decoder", "fusion")
+#: Every part that can be exported. The ONNX backend runs the split parts (``BACKEND_PARTS``);
+#: ``encoder`` and ``decoder`` are the whole autoencoder halves, for use outside focusstack.
+PARTS = ("encoder_local", "encoder_global", "decoder_global", "decoder_local", "fusion", "encoder", "decoder")
+BACKEND_PARTS = ("encoder_local", "encoder_global", "decoder_global", "decoder_local", "fusion")
 #: Max abs difference allowed between ONNX Runtime and torch (fp32) on the verification input.
 #: Measured: about 3e-6 (encoder, decoder) and 1e-6 (Fusion U-Net).
 TOLERANCE = 1e-3
-_NAMES = {"encoder": ("images", "latents"), "decoder": ("latents", "images"), "fusion": ("latents", "fused")}
+_NAMES = {
+    "encoder": ("images", "latents"),
+    "decoder": ("latents", "images"),
+    "encoder_local": ("images", "features"),
+    "encoder_global": ("features", "latents"),
+    "decoder_global": ("latents", "features"),
+    "decoder_local": ("features", "images"),
+    "fusion": ("latents", "fused"),
+}
 
 
 class OnnxExportError(FocusstackError):
@@ -118,17 +136,21 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def _examples(part: str, module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+def _examples(part: str, module: torch.nn.Module, cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(export example, verification input): different batch and spatial sizes, so a graph that
-    froze any of them fails verification. Latent sides are multiples of 8 (the U-Net's levels)."""
+    froze any of them fails verification. Latent sides are multiples of 8 (the U-Net's levels).
+    ``cfg`` is the part's architecture dict (TAESDConfig or FusionUNetConfig)."""
     g = torch.Generator().manual_seed(0)
-    if part == "encoder":
+    if part in ("encoder", "encoder_local"):
         return torch.rand(2, 3, 128, 128, generator=g), torch.rand(3, 3, 96, 160, generator=g)
-    c = module.cfg.latent_channels if part == "fusion" else module[1].in_channels
-    if part == "decoder":
-        return torch.randn(2, c, 16, 16, generator=g) * 2, torch.randn(1, c, 8, 24, generator=g) * 2
-    fc = module.cfg.frames * c
-    return torch.randn(2, fc, 16, 16, generator=g) * 2, torch.randn(3, fc, 24, 8, generator=g) * 2
+    c = cfg["latent_channels"]
+    if part == "fusion":
+        fc = cfg["frames"] * c
+        return torch.randn(2, fc, 16, 16, generator=g) * 2, torch.randn(3, fc, 24, 8, generator=g) * 2
+    if part in ("encoder_global", "decoder_local"):
+        c = cfg["width"]
+        return torch.rand(2, c, 16, 16, generator=g) * 2, torch.rand(1, c, 8, 24, generator=g) * 2
+    return torch.randn(2, c, 16, 16, generator=g) * 2, torch.randn(1, c, 8, 24, generator=g) * 2
 
 
 @contextlib.contextmanager
@@ -225,6 +247,7 @@ def export_part(
     dest: Path,
     *,
     digest: str | None = None,
+    config: dict | None = None,
     tolerance: float = TOLERANCE,
     force: bool = False,
 ) -> ExportedModel:
@@ -242,14 +265,15 @@ def export_part(
 
         raise missing_onnx_error() from None
     module = _cpu_fp32(module)
-    digest = digest or weights_digest(part, module, _config(module))
+    config = config if config is not None else _config(module)
+    digest = digest or weights_digest(part, module, config)
     dest = Path(dest)
     if not force:
         current = read_sidecar(dest)
         if current is not None and current.weights_digest == digest:
             return current
     dest.parent.mkdir(parents=True, exist_ok=True)
-    example, check = _examples(part, module)
+    example, check = _examples(part, module, config if config is not None else _config(module))
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -315,9 +339,14 @@ def _config(module: torch.nn.Module) -> dict:
 
 def part_modules(vae, fusion) -> dict[str, tuple[torch.nn.Module, dict]]:  # noqa: ANN001
     """``{part: (module, architecture dict)}`` for a TAESD and an optional Fusion U-Net."""
+    arch = vae.cfg.to_dict()
     parts = {
-        "encoder": (vae.encoder, vae.cfg.to_dict()),
-        "decoder": (vae.decoder, vae.cfg.to_dict()),
+        "encoder_local": (vae.encoder_local, arch),
+        "encoder_global": (vae.encoder_global, arch),
+        "decoder_global": (vae.decoder_global, arch),
+        "decoder_local": (vae.decoder_local, arch),
+        "encoder": (vae.encoder, arch),
+        "decoder": (vae.decoder, arch),
     }
     if fusion is not None:
         parts["fusion"] = (fusion, fusion.cfg.to_dict())
@@ -329,8 +358,11 @@ def cached_export(vae, fusion, *, cache: Path | None = None, tolerance: float = 
     cache = Path(cache) if cache is not None else onnx_cache_dir()
     out = {}
     for part, (module, cfg) in part_modules(vae, fusion).items():
+        if part not in BACKEND_PARTS:
+            continue
         digest = weights_digest(part, module, cfg)
-        out[part] = export_part(part, module, cache / f"{part}-{digest[:16]}.onnx", digest=digest, tolerance=tolerance)
+        out[part] = export_part(part, module, cache / f"{part}-{digest[:16]}.onnx", digest=digest, config=cfg,
+                                tolerance=tolerance)
     return out
 
 
@@ -339,7 +371,7 @@ def export_to_folder(
     fusion,  # noqa: ANN001
     folder: Path,
     *,
-    parts: tuple[str, ...] = PARTS,
+    parts: tuple[str, ...] = BACKEND_PARTS,
     tolerance: float = TOLERANCE,
     overwrite: bool = False,
 ) -> dict[str, ExportedModel]:
@@ -358,5 +390,5 @@ def export_to_folder(
     for part in parts:
         module, cfg = modules[part]
         out[part] = export_part(part, module, folder / f"{part}.onnx", digest=weights_digest(part, module, cfg),
-                                tolerance=tolerance, force=True)
+                                config=cfg, tolerance=tolerance, force=True)
     return out

@@ -88,11 +88,13 @@ class OnnxBackend(FusionBackend):
         *,
         frames: int = 7,
         latent_channels: int = 32,
+        feature_channels: int = 64,
         device: str = "auto",
         precision: str = "auto",
         threads: int = 0,
     ) -> None:
-        """``models``: ``{"encoder": path, "decoder": path, "fusion": path}`` (fusion optional).
+        """``models``: a path for each of ``encoder_local``, ``encoder_global``, ``decoder_global``,
+        ``decoder_local`` and (optional) ``fusion``.
 
         ``threads``: intra-op threads per session; 0 lets ONNX Runtime choose (physical cores).
         """
@@ -104,6 +106,7 @@ class OnnxBackend(FusionBackend):
         self.precision = resolve_onnx_precision(precision)
         self.frames = frames
         self.latent_channels = latent_channels
+        self.feature_channels = feature_channels
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -121,8 +124,10 @@ class OnnxBackend(FusionBackend):
         def session(part: str):  # noqa: ANN202
             return ort.InferenceSession(str(models[part]), so, providers=providers)
 
-        self._encoder = session("encoder")
-        self._decoder = session("decoder")
+        self._encoder_local = session("encoder_local")
+        self._encoder_global = session("encoder_global")
+        self._decoder_global = session("decoder_global")
+        self._decoder_local = session("decoder_local")
         self._fusion = session("fusion") if models.get("fusion") else None
 
     @classmethod
@@ -147,6 +152,7 @@ class OnnxBackend(FusionBackend):
             {part: info.path for part, info in exported.items()},
             frames=fusion.cfg.frames if fusion is not None else 7,
             latent_channels=vae.cfg.latent_channels,
+            feature_channels=vae.cfg.width,
             device=device,
             precision=precision,
             threads=threads,
@@ -159,10 +165,28 @@ class OnnxBackend(FusionBackend):
         x = np.ascontiguousarray(x, dtype=np.float32)
         return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 8 or images.shape[3] % 8:
-            raise ValueError(f"encode expects (N, 3, H, W) with H, W multiples of 8, got {images.shape}")
-        return self._run(self._encoder, images)
+    def _check(self, name: str, a: np.ndarray, channels: int) -> None:
+        if a.ndim != 4 or a.shape[1] != channels:
+            raise ValueError(f"{name} expects (N, {channels}, h, w), got {a.shape}")
+
+    def encode_local(self, images: np.ndarray) -> np.ndarray:
+        self._check("encode_local", images, 3)
+        if images.shape[2] % 8 or images.shape[3] % 8:
+            raise ValueError(f"encode_local expects H, W multiples of 8, got {images.shape}")
+        return self._run(self._encoder_local, images)
+
+    def encode_global(self, features: np.ndarray) -> np.ndarray:
+        self._check("encode_global", features, self.feature_channels)
+        return self._run(self._encoder_global, features)
+
+    def decode_global(self, latents: np.ndarray) -> np.ndarray:
+        self._check("decode_global", latents, self.latent_channels)
+        return self._run(self._decoder_global, latents)
+
+    def decode_local(self, features: np.ndarray) -> np.ndarray:
+        self._check("decode_local", features, self.feature_channels)
+        out = self._run(self._decoder_local, features)
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def fuse(self, latents: np.ndarray) -> np.ndarray:
         if self._fusion is None:
@@ -173,12 +197,6 @@ class OnnxBackend(FusionBackend):
         if h % 8 or w % 8:
             raise ValueError(f"latent height and width must be multiples of 8, got {h}x{w}")
         return self._run(self._fusion, latents.reshape(b, f * c, h, w))
-
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
-            raise ValueError(f"decode expects (B, {self.latent_channels}, h, w), got {latents.shape}")
-        out = self._run(self._decoder, latents)
-        return np.clip(out, 0.0, 1.0, out=out)
 
 
 def make_backend(

@@ -102,13 +102,19 @@ class TorchBackend(FusionBackend):
         self.dtype = DTYPES[self.precision]
         self.channels_last = True  # faster for every precision measured here, fp32 included
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.encoder = copy.deepcopy(vae.encoder).to(self.device, self.dtype, memory_format=fmt).eval()
-        self.decoder = copy.deepcopy(vae.decoder).to(self.device, self.dtype, memory_format=fmt).eval()
+        def prep(module: torch.nn.Module) -> torch.nn.Module:
+            return copy.deepcopy(module).to(self.device, self.dtype, memory_format=fmt).eval()
+
+        self.encoder_local_net = prep(vae.encoder_local)
+        self.encoder_global_net = prep(vae.encoder_global)
+        self.decoder_global_net = prep(vae.decoder_global)
+        self.decoder_local_net = prep(vae.decoder_local)
         self.fusion = None
         if fusion is not None:
             self.fusion = copy.deepcopy(fusion).to(self.device, self.dtype, memory_format=fmt).eval()
             self.frames = fusion.cfg.frames
         self.latent_channels = vae.cfg.latent_channels
+        self.feature_channels = vae.cfg.width
 
     def _in(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device, self.dtype)
@@ -120,11 +126,31 @@ class TorchBackend(FusionBackend):
     def _out(t: torch.Tensor) -> np.ndarray:
         return t.float().cpu().contiguous().numpy()
 
+    def _check(self, name: str, a: np.ndarray, channels: int) -> None:
+        if a.ndim != 4 or a.shape[1] != channels:
+            raise ValueError(f"{name} expects (N, {channels}, h, w), got {a.shape}")
+
     @torch.inference_mode()
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 8 or images.shape[3] % 8:
-            raise ValueError(f"encode expects (N, 3, H, W) with H, W multiples of 8, got {images.shape}")
-        return self._out(self.encoder(self._in(images)))
+    def encode_local(self, images: np.ndarray) -> np.ndarray:
+        self._check("encode_local", images, 3)
+        if images.shape[2] % 8 or images.shape[3] % 8:
+            raise ValueError(f"encode_local expects H, W multiples of 8, got {images.shape}")
+        return self._out(self.encoder_local_net(self._in(images)))
+
+    @torch.inference_mode()
+    def encode_global(self, features: np.ndarray) -> np.ndarray:
+        self._check("encode_global", features, self.feature_channels)
+        return self._out(self.encoder_global_net(self._in(features)))
+
+    @torch.inference_mode()
+    def decode_global(self, latents: np.ndarray) -> np.ndarray:
+        self._check("decode_global", latents, self.latent_channels)
+        return self._out(self.decoder_global_net(self._in(latents)))
+
+    @torch.inference_mode()
+    def decode_local(self, features: np.ndarray) -> np.ndarray:
+        self._check("decode_local", features, self.feature_channels)
+        return self._out(self.decoder_local_net(self._in(features)).clamp(0, 1))
 
     @torch.inference_mode()
     def fuse(self, latents: np.ndarray) -> np.ndarray:
@@ -135,9 +161,3 @@ class TorchBackend(FusionBackend):
         b, f, c, h, w = latents.shape
         x = self._in(latents.reshape(b, f * c, h, w))
         return self._out(self.fusion(x))
-
-    @torch.inference_mode()
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
-            raise ValueError(f"decode expects (B, {self.latent_channels}, h, w), got {latents.shape}")
-        return self._out(self.decoder(self._in(latents)).clamp(0, 1))

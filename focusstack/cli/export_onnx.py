@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from focusstack.backends.export import PARTS, TOLERANCE
+from focusstack.backends.export import BACKEND_PARTS, PARTS, TOLERANCE
 from focusstack.cli.common import err_console, handle_errors, print_json
 from focusstack.config import FUSION_DIR_ENV, VAE_DIR_ENV
 
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
     @app.command("export-onnx", help=HELP, no_args_is_help=True)
     def export_onnx(
         output: Path = typer.Option(..., "--output", "-o", help="Folder for the .onnx files (created).", show_default=False),
-        part: Optional[list[str]] = typer.Option(None, "--part", help=f"{' | '.join(PARTS)}, repeatable. Default: all three.", show_default=False),
+        part: Optional[list[str]] = typer.Option(None, "--part", help=f"{' | '.join(PARTS)}, repeatable. Default: the backend's five (the split autoencoder and the Fusion U-Net).", show_default=False),
         tolerance: float = typer.Option(TOLERANCE, "--tolerance", help="Max abs difference from torch allowed (fp32)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing .onnx files."),
         vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help=f"TAEF2 folder (else ${VAE_DIR_ENV}, cache, download).", show_default=False),
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
 
         with handle_errors(debug):
-            parts = tuple(dict.fromkeys(part or PARTS))
+            parts = tuple(dict.fromkeys(part or BACKEND_PARTS))
             for p in parts:
                 if p not in PARTS:
                     raise ConfigError("unknown value for --part", expected=" | ".join(PARTS), actual=repr(p),

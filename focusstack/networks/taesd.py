@@ -11,8 +11,20 @@ Written from the facts in ``shared/weights/taef2/SOURCE.md`` and the state dict'
   ReLU, 1x1 conv 256->64 (no bias)``. The branch is "pooled" through GroupNorm's statistics, which
   are taken over the whole image. We measured the alternatives on BSDS photos (global average
   before the branch: 24.6 dB; branch added after the convolutions: 28.1 dB; this form: 28.5 dB).
-  Because of those image-wide statistics the result of a tile depends slightly on its content
-  outside any one pixel's receptive field, which the tiler's blending absorbs.
+  Because of those image-wide statistics, encoding a patch is not the same as encoding the
+  whole image and cutting the patch out.
+
+Local and global parts. Only the 1/8-resolution blocks use image-wide statistics, and they sit
+at the end of the encoder and the start of the decoder. So each side splits in two:
+
+* ``encoder_local`` (full resolution down to 1/8, convolutions only: any pixel depends on its
+  neighbourhood alone, so it can run patch by patch) and ``encoder_global`` (the pooled blocks
+  and the last convolution, run on the whole image's 1/8-resolution features at once);
+* ``decoder_global`` (clamp, first convolution, pooled blocks; whole image) and
+  ``decoder_local`` (the upsampling stages; patch by patch).
+
+The VAEEDOF engine uses this split so that a tiled result matches a one-piece result
+(``focusstack.engines.vaeedof``).
 
 Images are ``(B, 3, H, W)`` in [0, 1] with H and W multiples of 8; latents are
 ``(B, latent_channels, H/8, W/8)`` roughly in [-5, 5].
@@ -114,8 +126,21 @@ class TAESDDecoder(nn.Sequential):
         )  # fmt: skip
 
 
+#: Index of the first 1/8-resolution (pooled) block in the encoder and of the first upsampling
+#: stage in the decoder: the boundaries between the local and the global parts.
+ENCODER_SPLIT = 11
+DECODER_SPLIT = 6
+
+
 class TAESD(nn.Module):
-    """Encoder plus decoder. ``encode``/``decode`` check shapes and state the contract."""
+    """Encoder plus decoder. ``encode``/``decode`` check shapes and state the contract.
+
+    ``encoder_local``: ``(B, 3, H, W)`` in [0, 1] -> ``(B, width, H/8, W/8)`` features (local).
+    ``encoder_global``: ``(B, width, h, w)`` -> ``(B, C_lat, h, w)`` latents (image-wide stats).
+    ``decoder_global``: ``(B, C_lat, h, w)`` -> ``(B, width, h, w)`` features (image-wide stats).
+    ``decoder_local``: ``(B, width, h, w)`` -> ``(B, 3, 8h, 8w)`` approximately in [0, 1] (local).
+    They share their modules with ``encoder``/``decoder``.
+    """
 
     downscale = 8
 
@@ -124,6 +149,22 @@ class TAESD(nn.Module):
         self.cfg = cfg
         self.encoder = TAESDEncoder(cfg)
         self.decoder = TAESDDecoder(cfg)
+
+    @property
+    def encoder_local(self) -> nn.Sequential:
+        return nn.Sequential(*list(self.encoder)[:ENCODER_SPLIT])
+
+    @property
+    def encoder_global(self) -> nn.Sequential:
+        return nn.Sequential(*list(self.encoder)[ENCODER_SPLIT:])
+
+    @property
+    def decoder_global(self) -> nn.Sequential:
+        return nn.Sequential(*list(self.decoder)[:DECODER_SPLIT])
+
+    @property
+    def decoder_local(self) -> nn.Sequential:
+        return nn.Sequential(*list(self.decoder)[DECODER_SPLIT:])
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` float in [0, 1], H and W multiples of 8 -> ``(B, C_lat, H/8, W/8)``."""

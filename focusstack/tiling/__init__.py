@@ -16,7 +16,13 @@ gradient alpha mask. Here:
   pixel, whatever the image size.
 
 Why the margin: without it a flat-colour stack came back with 10/255 of ripple along the image
-border and 5/255 along patch seams; with it both vanish (see tests/test_tiling.py).
+border; with 32 px, 2/255; with 96 px (the default), 0.6/255 (see tests/test_trained_fusion.py).
+
+Two ways to use the plan: :func:`blend_tiles` runs a whole per-patch process and blends its
+outputs (the general tool). The VAEEDOF engine instead plans patches over a *canvas*
+(:func:`canvas_tiles`: the image plus its margin, rounded up to 64 px) and blends the outputs of
+the networks' local stages with :func:`tile_weights`, at full and at 1/8 resolution
+(:func:`downscale_weight`); see ``focusstack.engines.vaeedof``.
 
 ``blend_tiles`` streams: it holds one ``(H + 2m, W + 2m, C)`` float32 accumulator and the
 normaliser, never all patches at once.
@@ -24,8 +30,8 @@ normaliser, never all patches at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -136,6 +142,36 @@ def extract(image: np.ndarray, tile: Tile) -> np.ndarray:
     rows = mirror_index(np.arange(y0, y0 + tile.ph), h)
     cols = mirror_index(np.arange(x0, x0 + tile.pw), w)
     return image[rows[:, None], cols[None, :]]
+
+
+def canvas_tiles(height: int, width: int, cfg: TileConfig = TileConfig()) -> tuple[int, int, list[Tile]]:
+    """``(canvas_h, canvas_w, tiles)`` for an ``height x width`` image: the canvas is the image
+    plus ``cfg.margin`` px of mirrored context on every side, rounded up to a multiple of 64 px
+    (bottom and right, also mirrored); the tiles cover it in *canvas* coordinates (the canvas
+    origin is image pixel ``(-margin, -margin)``). Used by the VAEEDOF engine."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    m = cfg.margin
+    ch, cw = _round_up(height + 2 * m, TILE_MULTIPLE), _round_up(width + 2 * m, TILE_MULTIPLE)
+    return ch, cw, plan_tiles(ch, cw, replace(cfg, margin=0))
+
+
+def tile_weights(tiles: list[Tile], height: int, width: int, cfg: TileConfig) -> Iterator[np.ndarray]:
+    """Each tile's normalised blend weight over an ``height x width`` canvas tiled with no margin
+    (:func:`canvas_tiles`): ``(t.h, t.w)`` float32, summing to 1 at every canvas pixel."""
+    c0 = replace(cfg, margin=0)
+    norm = weight_sum(tiles, height, width, c0)
+    for t in tiles:
+        yield (tile_mask(t, height, width, c0) / norm[t.y : t.y + t.h, t.x : t.x + t.w]).astype(np.float32)
+
+
+def downscale_weight(weight: np.ndarray, factor: int) -> np.ndarray:
+    """``(h, w)`` -> ``(h / factor, w / factor)``: the mean of each block. Means of weights that
+    sum to 1 at every pixel still sum to 1, so the result blends features at 1/factor scale."""
+    h, w = weight.shape
+    if h % factor or w % factor:
+        raise ValueError(f"weight shape {weight.shape} is not a multiple of {factor}")
+    return weight.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
 
 
 def blend_tiles(
