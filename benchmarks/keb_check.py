@@ -71,7 +71,7 @@ def main() -> int:
         ests = {"classical": classical_sigma(clean, i1, np.ones(clean.shape[:2], np.float32))}
         if model is not None:
             with torch.inference_mode():
-                ests["keb"] = float(model(torch.from_numpy(keb_input(clean, i1, np.ones(clean.shape[:2], np.float32)))[None])[0])
+                ests["keb"] = float(model(torch.from_numpy(keb_input(clean, i1, np.ones(clean.shape[:2], np.float32), model.cfg.bank))[None])[0])
         for k, s_pd in ests.items():
             i2 = blur(clean, s_pd)
             rows[k].append((psnr(i1, i2), ssim(i1, i2), abs(s_pd - s_gt) / s_gt))

@@ -75,13 +75,16 @@ def test_fsb_loss_terms():
 def test_keb_shapes_and_positive_sigma():
     cfg = KEBConfig(channels=8, hidden=16)
     m = KEB(cfg)
+    assert cfg.in_channels == 7 + len(cfg.bank)
     for h, w in ((32, 32), (48, 40)):
-        s = m(torch.rand(3, 7, h, w))
+        s = m(torch.rand(3, cfg.in_channels, h, w))
         assert s.shape == (3,) and bool((s > 0).all())
     assert len(m.blocks) == 2 and len([l for l in m.fc if isinstance(l, torch.nn.Linear)]) == 3
     assert KEBConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError):
         KEBConfig(scales=(2, 4, 8))
+    with pytest.raises(ValueError):
+        KEBConfig(in_channels=7)
 
 
 def test_weights_round_trip_and_untrained_refused(tmp_path):
@@ -110,6 +113,17 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
+def test_reblur_residual_bank_points_at_sigma():
+    from focusstack.refinement.features import KEB_BANK, reblur_residuals
+
+    rng = np.random.default_rng(2)
+    clean = cv2.GaussianBlur(rng.random((64, 64, 3)).astype(np.float32), (0, 0), 0.7)
+    for sigma in (1.0, 3.2, 6.6):
+        blurred = cv2.GaussianBlur(clean, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+        r = reblur_residuals(clean, blurred)
+        assert KEB_BANK[int(np.argmin(r.mean(axis=(1, 2))))] == sigma
+
+
 def test_tr_data_batches(tiny_dataset):
     from focusstack.training.tr_data import fsb_batch, keb_batch, list_tr_samples
 
@@ -122,7 +136,7 @@ def test_tr_data_batches(tiny_dataset):
     assert x.shape == (3, 7, 48, 48) and m.shape == (3, 1, 48, 48)
     assert float(x[:, 6].abs().max()) <= 1.0
     x, sig = keb_batch(s, [near], rng, 4, 32, synthetic_share=1.0)
-    assert x.shape == (4, 7, 32, 32) and torch.all(x[:, 6] == 1) and bool((sig >= 0.3).all())
+    assert x.shape == (4, 7 + len(KEBConfig().bank), 32, 32) and torch.all(x[:, 6] == 1) and bool((sig >= 0.3).all())
     # synthetic examples: the blurred view is the sharp one blurred by sigma
     from focusstack.training.tr_data import KEB_SIGMA_RANGE
 
@@ -162,11 +176,12 @@ def test_trained_keb_estimates_gaussian_sigma():
     clean = (clean - clean.min()) / (clean.max() - clean.min())
     from focusstack.refinement.features import keb_input
 
+    bank = model.cfg.bank
     errs = []
     for sigma in (1.0, 2.0, 4.0):
         blurred = cv2.GaussianBlur(clean, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
         with torch.inference_mode():
-            est = float(model(torch.from_numpy(keb_input(clean, blurred, np.ones((96, 96), np.float32)))[None])[0])
+            est = float(model(torch.from_numpy(keb_input(clean, blurred, np.ones((96, 96), np.float32), bank))[None])[0])
         errs.append(abs(est - sigma) / sigma)
     assert np.mean(errs) < 0.25, errs
 

@@ -14,10 +14,12 @@ Architecture (:class:`KEBConfig`, saved as ``config.json`` beside the weights):
 * 3 fully connected layers ``C -> hidden -> hidden/2 -> 1`` and a softplus, so ``sigma > 0``.
 
 Inputs (:data:`KEB_INPUTS`): the *sharp* view of the foreground (the near frame) RGB in [0, 1],
-the *blurred* view (the far frame) RGB in [0, 1], and the foreground mask in [0, 1]. The paper
-does not list KEB's inputs; a sharp reference makes the estimate well posed, and its KEB check
-(blur a clean image with ``K_gt``, estimate ``K_pd``) is the special case ``sharp = I_clear``,
-``blurred = I_1``, ``mask = 1``. Input ``(B, 7, H, W)`` float32 -> ``(B,)`` float32 sigma in px.
+the *blurred* view (the far frame) RGB in [0, 1], the foreground mask in [0, 1], and a bank of
+re-blur residuals ``10 |G_s * Y_sharp - Y_blurred|`` for the sigmas ``s`` in ``bank``
+(``focusstack.refinement.features.keb_input``). The paper does not list KEB's inputs; a sharp
+reference makes the estimate well posed, and its KEB check (blur a clean image with ``K_gt``,
+estimate ``K_pd``) is the special case ``sharp = I_clear``, ``blurred = I_1``, ``mask = 1``.
+Input ``(B, 7 + len(bank), H, W)`` float32 -> ``(B,)`` float32 sigma in px.
 """
 
 from __future__ import annotations
@@ -32,31 +34,36 @@ from torch import nn
 
 from focusstack.networks.msrb import MSRB
 
-KEB_INPUTS = ("sharp_rgb", "blurred_rgb", "foreground_mask")
+KEB_INPUTS = ("sharp_rgb", "blurred_rgb", "foreground_mask", "reblur_residual_bank")
+#: Default sigmas (px) of the re-blur residual bank (``focusstack.refinement.features``).
+DEFAULT_BANK = (0.5, 1.0, 1.5, 2.2, 3.2, 4.6, 6.6, 9.5)
 
 
 @dataclass(frozen=True)
 class KEBConfig:
     """Architecture only."""
 
-    in_channels: int = 7
+    in_channels: int = 7 + len(DEFAULT_BANK)
     channels: int = 32
     scales: tuple[int, ...] = (2, 4)
     hidden: int = 64
     inputs: tuple[str, ...] = KEB_INPUTS
+    #: Sigmas (px) of the re-blur residual channels the input carries after the first 7.
+    bank: tuple[float, ...] = DEFAULT_BANK
 
     def __post_init__(self) -> None:
         if len(self.scales) != 2:
             raise ValueError(f"KEB has 2 MSRBs: scales needs 2 factors, got {self.scales}")
         if self.channels < 2 or self.hidden < 2:
             raise ValueError(f"channels and hidden must be >= 2, got {self.channels}, {self.hidden}")
-        if self.in_channels != 7:
-            raise ValueError(f"in_channels must be 7 (sharp RGB, blurred RGB, mask), got {self.in_channels}")
+        if self.in_channels != 7 + len(self.bank):
+            raise ValueError(f"in_channels must be 7 + len(bank) = {7 + len(self.bank)} (sharp RGB, blurred RGB, mask, residual bank), got {self.in_channels}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["scales"] = list(self.scales)
         d["inputs"] = list(self.inputs)
+        d["bank"] = list(self.bank)
         return d
 
     @classmethod
@@ -66,7 +73,7 @@ class KEBConfig:
         if unknown:
             raise ValueError(f"unknown KEB config keys: {sorted(unknown)}")
         d = dict(d)
-        for k in ("scales", "inputs"):
+        for k in ("scales", "inputs", "bank"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -96,7 +103,7 @@ class KEB(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.cfg.in_channels:
             raise ValueError(f"KEB input must be (B, {self.cfg.in_channels}, H, W), got {tuple(x.shape)}")
-        mask = x[:, 6:7]
+        mask = x[:, 6:7]  # sharp RGB, blurred RGB, then the mask
         h = self.blocks(self.conv_in(x))
         a = torch.sigmoid(self.attn(torch.cat([h.mean(1, keepdim=True), h.amax(1, keepdim=True), mask], dim=1)))
         pooled = (h * a).sum((2, 3)) / (a.sum((2, 3)) + 1e-6)

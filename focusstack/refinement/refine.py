@@ -157,7 +157,9 @@ def keb_sigma(model, near: np.ndarray, far: np.ndarray, mask: np.ndarray, work_s
     import torch
 
     s = _work_scale(near.shape[:2], work_size)
-    x = torch.from_numpy(keb_input(_resize(near, s), _resize(far, s), _resize(mask, s)))[None]
+    bank = tuple(getattr(getattr(model, "cfg", None), "bank", ())) or None
+    args = (_resize(near, s), _resize(far, s), _resize(mask, s))
+    x = torch.from_numpy(keb_input(*args, bank) if bank else keb_input(*args))[None]
     with torch.inference_mode():
         sigma = float(model(x)[0])
     return sigma / s
