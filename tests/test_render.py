@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from focusstack.errors import ConfigError, NotBuiltError, UsageError
+from focusstack.errors import ConfigError, UsageError
 from focusstack.rendering import RenderConfig, render_dataset
 from focusstack.rendering.png import encode_png
 from focusstack.rendering.sampling import build_pools, sample_scene
@@ -341,8 +341,8 @@ def test_config_rules():
         RenderConfig(fstop_min=8, fstop_max=4)
     with pytest.raises(ConfigError):
         RenderConfig(engine="cycles")
-    with pytest.raises(NotBuiltError):
-        render_dataset("/nonexistent/never-created", RenderConfig(engine="blender"))
+    with pytest.raises(ConfigError, match="pip install bpy"):  # no Blender Python there
+        render_dataset("/nonexistent/never-created", RenderConfig(engine="blender", blender_python="/nonexistent/python"))
 
 
 def test_png_writer_round_trip():
@@ -376,7 +376,7 @@ def test_cli_renders_one_sample(tmp_path: Path):
     [
         (["--frames-min", "1"], "frames"),
         (["--resolution", "100"], "resolution"),
-        (["--engine", "blender"], "not built"),
+        (["--engine", "blender", "--blender-python", "/nonexistent/python"], "pip install bpy"),
         (["--fstop-min", "9", "--fstop-max", "2"], "f-stop"),
     ],
 )

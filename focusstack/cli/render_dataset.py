@@ -19,8 +19,8 @@ HELP = (
     "Render a synthetic multi-focus dataset: per sample, frames focused on each of several "
     "textured planes (subjects at 1-9.5 m, a background at 10 m), an all-in-focus GT, "
     "sharpest-frame masks, a depth map and subject mattes. Thin-lens defocus in linear light "
-    "with correct occlusion (defocus spread). Deterministic per --seed; finished samples are "
-    "skipped when rerun. See docs/render-dataset.md for the output layout."
+    "with correct occlusion (defocus spread), or Cycles through bpy with --engine blender. "
+    "Deterministic per --seed; finished samples are skipped when rerun. See docs/render-dataset.md for the output layout."
 )
 
 
@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
                                        help="Frame width and height in px (a multiple of 8, 64..16384)."),
         seed: int = typer.Option(_D.seed, "--seed", min=0, help="Random seed; same seed and options, same bytes."),
         engine: str = typer.Option(_D.engine, "--engine",
-                                   help=f"Renderer: {' | '.join(RENDER_ENGINES)} (blender is not built yet)."),
+                                   help=f"Renderer: {' | '.join(RENDER_ENGINES)} (blender: Cycles through bpy, "
+                                   "the blender extra)."),
         subjects: Path | None = typer.Option(
             _D.subjects, "--subjects",
             help="Folder of subject cut-outs (RGBA) or original/ + alpha/ pairs, searched recursively. "
@@ -65,6 +66,19 @@ def register(app: typer.Typer) -> None:
         png_compression: int = typer.Option(
             _D.png_compression, "--png-compression", help="zlib level of the PNGs, 0 (fastest) to 9."
         ),
+        cycles_samples: int = typer.Option(
+            _D.cycles_samples, "--cycles-samples",
+            help="--engine blender: Cycles samples per pixel of every frame and the GT.",
+        ),
+        cycles_denoise: bool = typer.Option(
+            _D.cycles_denoise, "--cycles-denoise/--no-cycles-denoise",
+            help="--engine blender: denoise the renders with OpenImageDenoise.",
+        ),
+        blender_python: str | None = typer.Option(
+            _D.blender_python, "--blender-python",
+            help="--engine blender: the Python that has bpy (default: $FOCUSSTACK_BLENDER_PYTHON, "
+            "else this one).",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -89,6 +103,9 @@ def register(app: typer.Typer) -> None:
                 ray_address=ray_address,
                 png_compression=png_compression,
                 show_progress=not quiet,
+                cycles_samples=cycles_samples,
+                cycles_denoise=cycles_denoise,
+                blender_python=blender_python,
             )
             from focusstack.rendering import render_dataset  # torch import only when running
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from focusstack.errors import ImageWriteError, NotBuiltError, UsageError
+from focusstack.errors import ImageWriteError, UsageError
 from focusstack.rendering.config import RenderConfig
 from focusstack.rendering.png import encode_png, to_uint8, to_uint16
 from focusstack.rendering.sampling import Pools, build_pools, sample_scene
@@ -158,12 +158,19 @@ def render_sample(outdir: Path, config: RenderConfig, index: int, pools: Pools |
             return _record(meta, skipped=True)
         except (OSError, ValueError, KeyError):
             pass  # a damaged meta.json: render again
-    if config.engine == "blender":
-        raise _blender_not_built()
     if pools is None:
         pools = build_pools(config)
     scene, facts = sample_scene(config, index, pools)
-    result = render_scene(scene, device=config.device, coc_tolerance_px=config.coc_tolerance_px)
+    blender_info = None
+    if config.engine == "blender":
+        from focusstack.rendering.blender import render_blender_scene  # noqa: PLC0415
+
+        result, blender_info = render_blender_scene(
+            scene, seed=config.seed, index=index, samples=config.cycles_samples,
+            denoise=config.cycles_denoise, threads=config.threads, python=config.blender_python,
+        )
+    else:
+        result = render_scene(scene, device=config.device, coc_tolerance_px=config.coc_tolerance_px)
     sdir.mkdir(parents=True, exist_ok=True)
     lvl = config.png_compression
     for k in range(result.frames.shape[0]):
@@ -175,6 +182,8 @@ def render_sample(outdir: Path, config: RenderConfig, index: int, pools: Pools |
         if not p.fill_view:
             _atomic_write(sdir / f"matte_{j:02d}.png", encode_png(to_uint8(result.mattes[j]), max(lvl, 1)))
     meta = _meta(config, scene, result, facts)
+    if blender_info is not None:
+        meta["blender"] = {k: v for k, v in blender_info.items() if k != "timings"}  # no timings: same bytes
     _atomic_write(meta_path, _json_bytes(meta))  # last: marks the sample finished
     return _record(meta, skipped=False)
 
@@ -189,13 +198,6 @@ def _record(meta: dict, *, skipped: bool) -> dict:
         "sources": [p["source"] for p in meta["planes"]],
         "skipped": skipped,
     }
-
-
-def _blender_not_built() -> NotBuiltError:
-    return NotBuiltError(
-        "--engine blender is not built yet; nothing was rendered",
-        fix="use --engine thinlens (the default)",
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,11 +355,13 @@ def render_dataset(outdir: str | os.PathLike, config: RenderConfig) -> dict:
 
     Samples whose ``meta.json`` exists are skipped (resume). The same ``seed`` and options give
     the same bytes. Raises ``UsageError`` when ``outdir`` holds a dataset made with different
-    content options, ``NotBuiltError`` for ``--engine blender``.
+    content options, ``ConfigError`` for ``--engine blender`` without bpy.
     """
     outdir = Path(outdir)
     if config.engine == "blender":
-        raise _blender_not_built()
+        from focusstack.rendering.blender import check_blender  # noqa: PLC0415
+
+        check_blender(config.blender_python)  # ConfigError naming the install command
     if config.device == "cuda":
         import torch
 
