@@ -12,7 +12,9 @@ from pathlib import Path
 
 from focusstack.errors import ConfigError
 
-ENGINES = ("vaeedof", "decision")
+#: hybrid (default): source pixels where a frame is sharp, TR refinement at transitions, VAEEDOF
+#: where no frame is; vaeedof: the VAEEDOF paper, pure; decision: the TR paper's decision fusion.
+ENGINES = ("hybrid", "vaeedof", "decision")
 BACKENDS = ("torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -139,7 +141,7 @@ class AlignConfig:
 class FuseConfig:
     """Everything ``focusstack fuse`` needs besides its inputs and output."""
 
-    engine: str = "vaeedof"
+    engine: str = "hybrid"
     backend: str = "torch"
     device: str = "auto"
     precision: str = "auto"
@@ -157,6 +159,8 @@ class FuseConfig:
     #: auto: the focus order found from the frames (per-region sharpness), falling back to the
     #: name order when that is not clearly better; name: the natural order of the file names.
     focus_order: str = "auto"
+    #: hybrid engine: write its maps (decision map, confidence, each engine's output) here.
+    save_steps: Path | None = None
 
     def __post_init__(self) -> None:
         for name, value, allowed in (

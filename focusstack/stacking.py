@@ -91,7 +91,15 @@ def build_engine(config: FuseConfig) -> Engine:
     fusion = load_fusion(config.fusion_weights)  # first: refuses untrained weights, no download
     vae = load_vae(resolve_vae_dir(config.vae_weights))
     backend = make_backend(config.backend, vae, fusion.model, device=config.device, precision=config.precision)
-    return VAEEDOFEngine(backend, config.tiles)
+    vaeedof = VAEEDOFEngine(backend, config.tiles)
+    if config.engine == "vaeedof":
+        return vaeedof
+    from focusstack.engines.hybrid import HybridEngine
+    from focusstack.refinement.models import load_fsb, load_keb, weights_present
+
+    fsb = load_fsb().model if weights_present(None, "fsb") else None
+    keb = load_keb().model if weights_present(None, "keb") else None
+    return HybridEngine(vaeedof, fsb=fsb, keb=keb, save_steps=config.save_steps)
 
 
 def slab_size_for(engine: Engine, config: FuseConfig) -> int:

@@ -51,7 +51,8 @@ def register(app: typer.Typer) -> None:
         inputs: Optional[list[Path]] = typer.Argument(None, help="A folder of frames, or 2 or more frame files.", show_default=False),
         output: Path = typer.Option(..., "--output", "-o", help="Output file (or folder with --batch).", show_default=False),
         batch: Optional[Path] = typer.Option(None, "--batch", help="Fuse every subfolder of this folder (one stack each).", show_default=False),
-        engine: str = typer.Option(_D.engine, "--engine", help=f"Fusion engine: {' | '.join(ENGINES)}."),
+        engine: str = typer.Option(_D.engine, "--engine", help=f"Fusion engine: {' | '.join(ENGINES)}. hybrid: source pixels where a frame is sharp, transition-region refinement at edges, VAEEDOF where no frame is sharp; vaeedof: the VAEEDOF paper, pure; decision: decision-map fusion (no networks)."),
+        save_steps: Optional[Path] = typer.Option(None, "--save-steps", help="hybrid: write the decision map, confidence, trust and each engine's output (16-bit PNGs) into this folder.", show_default=False),
         backend: str = typer.Option(_D.backend, "--backend", help=f"{' | '.join(BACKENDS)} (vaeedof); onnx: ONNX Runtime, fp32, the onnx extra; exported on first use into the user cache."),
         device: str = typer.Option(_D.device, "--device", help=f"{' | '.join(DEVICES)}; auto picks CUDA when present."),
         precision: str = typer.Option(_D.precision, "--precision", help=f"{' | '.join(PRECISIONS)}; auto is bf16 on CPUs with native bf16, fp16/bf16 on CUDA, else fp32."),
@@ -78,6 +79,7 @@ def register(app: typer.Typer) -> None:
         with handle_errors(debug):
             config = FuseConfig(
                 engine=engine,
+                save_steps=save_steps,
                 backend=backend,
                 device=device,
                 precision=precision,

@@ -48,10 +48,15 @@ class VAEEDOFEngine:
         self.backend = backend
         self.tiles = tiles
 
-    def fuse(self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None) -> np.ndarray:
+    def fuse(
+        self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None, need: np.ndarray | None = None
+    ) -> np.ndarray:
         """``K x (H, W, 3)`` float32 in [0, 1], 1 <= K <= 7, one size -> ``(H, W, 3)`` float32 in [0, 1].
 
         ``on_tile(done, total)`` reports progress (patches encoded, the global stage, patches decoded).
+        ``need``: optional ``(H, W)`` bool; patches whose blend region holds no needed pixel are
+        not decoded (the hybrid engine asks only for its ambiguous regions). Output pixels that
+        no decoded patch covers are 0.
         """
         if not frames:
             raise ValueError("fuse needs at least one frame")
@@ -64,6 +69,8 @@ class VAEEDOFEngine:
         if len(frames) > self.backend.frames:
             raise ValueError(f"at most {self.backend.frames} frames, got {len(frames)}")
         h, w = shape[:2]
+        if need is not None and need.shape != (h, w):
+            raise ValueError(f"need must be {(h, w)}, got {need.shape}")
         cfg, m, b = self.tiles, self.tiles.margin, self.backend
         ch, cw, tiles = canvas_tiles(h, w, cfg)
         total, done = 2 * len(tiles) + 1, 0
@@ -97,6 +104,12 @@ class VAEEDOFEngine:
         # 5. local decoder per patch, blended into the output canvas
         out_canvas = np.zeros((ch, cw, 3), dtype=np.float32)
         for t, wt in zip(tiles, tile_weights(tiles, ch, cw, cfg)):
+            if need is not None:
+                ys = slice(max(0, t.y - m), max(0, min(h, t.y + t.h - m)))
+                xs = slice(max(0, t.x - m), max(0, min(w, t.x + t.w - m)))
+                if not need[ys, xs].any():
+                    tick()
+                    continue
             y8, x8 = t.y // SCALE, t.x // SCALE
             crop = dec[:, :, y8 : y8 + t.ph // SCALE, x8 : x8 + t.pw // SCALE]
             pix = b.decode_local(np.ascontiguousarray(crop))[0]  # (3, ph, pw)
