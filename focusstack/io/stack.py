@@ -170,9 +170,10 @@ def check_stack(
         One :class:`~focusstack.io.ImageInfo` per frame, in the same order.
 
     Raises:
-        StackError: fewer than 2 frames; more than ``max_frames`` (long stacks are not supported
-            yet: split them); frames whose sizes differ (names the odd file, its size and the
-            first frame's size).
+        StackError: fewer than 2 frames; more than ``max_frames`` (``fuse`` passes
+            ``focusstack.stacking.MAX_STACK_FRAMES``: long stacks are fused in slabs, so only an
+            absurd count is refused); frames whose sizes differ (names the odd file, its size
+            and the first frame's size).
         ImageReadError: a frame whose header cannot be read or that is too large.
     """
     frames = [Path(p) for p in paths]
@@ -187,13 +188,12 @@ def check_stack(
         )
     if len(frames) > max_frames:
         raise StackError(
-            f"stacks of more than {max_frames} frames are not supported yet",
+            f"a stack of more than {max_frames} frames is refused (frame limit)",
             expected=f"at most {max_frames} frames",
             actual=f"{len(frames)} frames ({frames[0].name} ... {frames[-1].name})",
             fix=(
                 f"split the stack into groups of at most {max_frames} frames (for example every "
-                "other frame, or the sharpest frames for the subject), stack each group, then "
-                "stack the results"
+                "other frame), stack each group, then stack the results"
             ),
         )
     infos = [probe_image(p, max_pixels=max_pixels) for p in frames]
