@@ -61,6 +61,8 @@ from focusstack.rendering.scene import Plane, Scene
 CHILD_SCRIPT = Path(__file__).with_name("blender_child.py")
 JOB_FORMAT = "focusstack-blender-job/1"
 ENV_PYTHON = "FOCUSSTACK_BLENDER_PYTHON"
+#: Oldest bpy accepted (the engine is verified with bpy 5.0.1, the version the blender extra pins).
+MIN_BPY = (5, 0)
 #: Third word of the generator of the Blender-only draws (lighting, Cycles seed).
 LIGHT_STREAM = 7
 #: Sun share of the light on a camera-facing plane, sun angle from the view axis (deg),
@@ -79,13 +81,14 @@ class BlenderRenderError(FocusstackError):
 
 
 def missing_bpy_error(python: str, detail: str) -> ConfigError:
+    detail = detail.replace("[", "(").replace("]", ")")  # e.g. "[Errno 2]": no rich markup
     return ConfigError(
         "--engine blender needs the bpy package (Blender as a Python module), which "
         f"{python} cannot import; nothing was rendered",
-        expected="`import bpy` (bpy >= 4.2, Python 3.11) to work in the Blender Python",
+        expected="`import bpy` (bpy 5.0, Python 3.11) to work in the Blender Python",
         actual=detail,
         # no square brackets: the CLI prints messages as rich markup, which would eat "[blender]"
-        fix="pip install bpy (the blender extra of focusstack; bpy 5.0 needs Python 3.11 and "
+        fix="pip install bpy==5.0.1 (the blender extra of focusstack; it needs Python 3.11 and "
         f"numpy < 2), or point ${ENV_PYTHON} to a Python that has bpy, or use --engine thinlens",
     )
 
@@ -122,7 +125,7 @@ def check_blender(configured: str | None = None) -> str:
         raise missing_bpy_error(python, tail)
     version = lines[-1][4:].strip()
     major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    if major_minor < (4, 2):
+    if major_minor < MIN_BPY:
         raise missing_bpy_error(python, f"bpy {version} (too old)")
     _PROBED[python] = version
     return version

@@ -32,8 +32,8 @@ JOB_FORMAT = "focusstack-blender-job/1"
 
 
 def _check_version(bpy) -> None:
-    if bpy.app.version < (4, 2, 0):
-        raise SystemExit(f"bpy {bpy.app.version_string} is too old: focusstack needs bpy >= 4.2")
+    if bpy.app.version < (5, 0, 0):
+        raise SystemExit(f"bpy {bpy.app.version_string} is too old: focusstack needs bpy 5.0")
 
 
 def _setup_scene(bpy, job: dict):
