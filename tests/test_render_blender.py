@@ -70,7 +70,7 @@ def test_plane_pose_and_texture_orientation():
     """The quad's local +X/+Y are the texture's right/up in camera space, +Z faces the camera."""
     plane = Plane("p", (0.3, -0.2, 3.0), (0.5, 0.25), np.zeros((2, 2, 4), np.float32),
                   rotation_deg=20.0, tilt_x_deg=10.0, tilt_y_deg=-5.0)
-    m = np.asarray(plane_matrix(plane, plane.half_size_m, np.asarray(plane.center_m)))
+    m = np.asarray(plane_matrix(plane, np.asarray(plane.center_m)))
     rot = m[:3, :3]
     assert np.allclose(rot.T @ rot, np.eye(3), atol=1e-12) and np.linalg.det(rot) == pytest.approx(1.0)
     to_cam = np.diag([1.0, -1.0, -1.0])  # Blender -> camera coordinates (its own inverse)

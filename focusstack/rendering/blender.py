@@ -140,7 +140,7 @@ def _to_blender() -> np.ndarray:
     return np.diag([1.0, -1.0, -1.0])
 
 
-def plane_matrix(plane: Plane, half_size_m: tuple[float, float], centre_m: np.ndarray) -> list[list[float]]:
+def plane_matrix(plane: Plane, centre_m: np.ndarray) -> list[list[float]]:
     """4 x 4 ``matrix_world`` of a plane's quad: local +X along the texture's right, +Y along its
     up (so UV (0, 0) is the texture's bottom-left), +Z towards the camera."""
     m = _to_blender()
@@ -234,7 +234,7 @@ def write_job(jobdir: Path, scene: Scene, *, margin: int, light: dict, samples: 
         planes.append({
             "name": plane.name,
             "half_size_m": [float(hw), float(hh)],
-            "matrix_world": plane_matrix(plane, (hw, hh), centre),
+            "matrix_world": plane_matrix(plane, centre),
             "texture": name,
             "opaque": bool(plane.fill_view),
             "pass_index": j + 1,
