@@ -57,6 +57,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--band", type=int, default=16)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--engines", default="decision,vaeedof,hybrid", help="comma list of engines to score")
     args = ap.parse_args()
 
     from focusstack.backends.torch_backend import TorchBackend
@@ -72,6 +73,7 @@ def main() -> int:
     fsb = load_fsb().model if weights_present(None, "fsb") else None
     keb = load_keb().model if weights_present(None, "keb") else None
     engines = {"decision": DecisionEngine(), "vaeedof": vae_engine, "hybrid": HybridEngine(vae_engine, fsb=fsb, keb=keb)}
+    engines = {k: v for k, v in engines.items() if k in args.engines.split(",")}
 
     manifest = json.loads((args.dataset / "manifest.json").read_text())
     samples = [s for s in manifest["samples"] if s["split"] == args.split]
