@@ -179,6 +179,13 @@ class FuseConfig:
                 )
         if self.max_pixels <= 0:
             raise ConfigError("--max-pixels must be positive", expected="> 0", actual=str(self.max_pixels))
+        if self.save_steps is not None and self.engine != "hybrid":
+            raise ConfigError(
+                "--save-steps is only written by the hybrid engine",
+                expected="--engine hybrid",
+                actual=f"--engine {self.engine}",
+                fix="drop --save-steps, or use --engine hybrid",
+            )
         if self.slab_size < 2:
             raise ConfigError("--slab-size must be at least 2", expected=">= 2", actual=str(self.slab_size))
         if not 0 <= self.slab_overlap <= max(0, self.slab_size - 2):

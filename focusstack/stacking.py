@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,6 +102,21 @@ def build_engine(config: FuseConfig) -> Engine:
     return HybridEngine(vaeedof, fsb=fsb, keb=keb, save_steps=config.save_steps)
 
 
+def check_steps_dir(folder: Path, overwrite: bool) -> None:
+    """``--save-steps``: refuse a folder that already holds files, unless ``overwrite``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--save-steps {folder} is a file", expected="a folder (created if missing)",
+                         actual="an existing file", fix="give a folder path")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"the --save-steps folder {folder} is not empty",
+            expected="an empty or new folder",
+            actual=f"{sum(1 for _ in folder.iterdir())} entries",
+            fix="pass --overwrite to replace its step images, or choose another folder",
+        )
+
+
 def slab_size_for(engine: Engine, config: FuseConfig) -> int:
     """``config.slab_size``, checked against the engine's limit (the Fusion U-Net takes 7)."""
     limit = getattr(getattr(engine, "backend", None), "frames", None)
@@ -129,12 +144,16 @@ def fuse_stack(
     infos = check_stack(paths, max_frames=MAX_STACK_FRAMES, max_pixels=config.max_pixels)
     bit_depth = output_bit_depth(output, [i.bit_depth for i in infos])
     check_output(output, config.overwrite, paths)  # before any decoding or network work
+    if config.save_steps is not None:
+        check_steps_dir(config.save_steps, config.overwrite)
     timings: dict[str, float] = {"read": 0.0}
 
     t = time.perf_counter()
     if engine is None:
         engine = build_engine(config)
         timings["load_weights"] = time.perf_counter() - t
+    if hasattr(engine, "set_steps_dir"):
+        engine.set_steps_dir(config.save_steps)  # this stack's folder (batch: one per stack)
     n = len(paths)
     slab_size = slab_size_for(engine, config)
 
@@ -313,7 +332,8 @@ def fuse_batch(
         try:
             if engine is None:
                 engine = build_engine(config)
-            result.fused.append(fuse_stack([stack], out, config, engine=engine).to_dict())
+            cfg = config if config.save_steps is None else replace(config, save_steps=config.save_steps / stack.name)
+            result.fused.append(fuse_stack([stack], out, cfg, engine=engine).to_dict())
         except (FocusstackError, ValueError, OSError, MemoryError) as exc:
             message = exc.render() if isinstance(exc, FocusstackError) else f"{type(exc).__name__}: {exc}"
             result.failed.append({"stack": str(stack), "error": classify(exc).label, "message": message})

@@ -196,3 +196,20 @@ def test_cli_hybrid_is_the_default_and_keeps_16_bit_sources(tmp_path, vae_dir):
     assert sure.mean() > 0.3
     exact = (got == src16[0]).all(-1) | (got == src16[1]).all(-1)
     assert exact[sure].all()
+
+
+def test_save_steps_needs_the_hybrid_engine_and_an_empty_folder(tmp_path):
+    from focusstack.config import FuseConfig
+    from focusstack.errors import ConfigError, OutputExistsError
+    from focusstack.stacking import check_steps_dir
+
+    with pytest.raises(ConfigError, match="--engine hybrid"):
+        FuseConfig(engine="decision", save_steps=tmp_path / "s")
+    folder = tmp_path / "steps"
+    check_steps_dir(folder, overwrite=False)  # new: fine
+    folder.mkdir()
+    check_steps_dir(folder, overwrite=False)  # empty: fine
+    (folder / "trust.png").write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        check_steps_dir(folder, overwrite=False)
+    check_steps_dir(folder, overwrite=True)

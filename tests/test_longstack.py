@@ -188,14 +188,11 @@ def test_long_warped_stack_with_alignment(tmp_path):
     assert psnr(fused, gt[c["y"] : c["y"] + c["height"], c["x"] : c["x"] + c["width"]]) > 30.0
 
 
-def test_vaeedof_engine_takes_long_stacks_in_slabs(tmp_path, vae):
-    import torch
-
+def test_vaeedof_engine_takes_long_stacks_in_slabs(tmp_path, vae, one_torch_thread):
     from conftest import small_fusion
     from focusstack.backends.torch_backend import TorchBackend
     from focusstack.engines.vaeedof import VAEEDOFEngine
 
-    torch.set_num_threads(1)
     frames, _ = synthetic_stack(64, 96, 9, None, seed=14)
     folder = write_stack(tmp_path / "s", frames)
     engine = VAEEDOFEngine(TorchBackend(vae, small_fusion(), device="cpu", precision="fp32"), TileConfig(tile=128))

@@ -2,8 +2,9 @@
 
 Frames stay ``(H, W, 3) float32 in [0, 1]`` throughout: warping is done in float32 with bicubic
 interpolation and clipped back to [0, 1], so 16-bit input keeps its precision. A frame whose
-transform to the output is a whole-pixel shift (the reference, or every frame with
-``--no-align``) is *sliced*, never resampled, so its pixels reach the engine bit for bit.
+transform to the output is the identity up to the crop offset (the reference, every frame with
+``--no-align``, or a transform snapped to the identity) is *sliced*, never resampled, so its
+pixels reach the engine bit for bit.
 """
 
 from __future__ import annotations

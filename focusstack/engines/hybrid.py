@@ -197,6 +197,12 @@ class HybridEngine:
         else:
             self.device, self.precision = "cpu", "fp32"
 
+    def set_steps_dir(self, folder: Path | None) -> None:
+        """Where the next fusions write their maps (None: nowhere). ``fuse_stack`` calls this
+        once per stack, after checking the folder (``--overwrite`` for a non-empty one)."""
+        self.save_steps = Path(folder) if folder is not None else None
+        self._calls = 0
+
     def fuse(self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None) -> np.ndarray:
         """``K x (H, W, 3)`` float32 in [0, 1], one size -> ``(H, W, 3)`` float32 in [0, 1].
 
@@ -218,7 +224,10 @@ class HybridEngine:
         if k < 1:
             raise ValueError("fuse needs at least one frame")
         if self.vaeedof is not None and k > self.vaeedof.backend.frames:
-            raise ValueError(f"at most {self.vaeedof.backend.frames} frames, got {k}")
+            from focusstack.errors import StackError
+
+            raise StackError("too many frames for one hybrid fusion", expected=f"at most {self.vaeedof.backend.frames}",
+                             actual=str(k), fix="fuse through focusstack.stacking, which splits long stacks into slabs")
         h, w = frames[0].shape[:2]
         shape = (h, w)
         progress = {"done": 0, "total": 4}
@@ -272,12 +281,7 @@ class HybridEngine:
                 cv2.MORPH_ELLIPSE, (2 * int(3 * sigma_c) + 1,) * 2)).astype(bool)
             y0, y1, x0, x1 = box = _box(valid, pad=64)
             crop = [np.ascontiguousarray(f[y0:y1, x0:x1]) for f in frames]
-            progress["total"] += 0
-
-            def sub(done: int, total: int) -> None:
-                tick(done, total)
-
-            v = self.vaeedof.fuse(crop, on_tile=sub, need=valid[y0:y1, x0:x1])
+            v = self.vaeedof.fuse(crop, on_tile=tick, need=valid[y0:y1, x0:x1])
             v = colour_match(v, refined[y0:y1, x0:x1], valid[y0:y1, x0:x1], sigma_c)
             t = trust[y0:y1, x0:x1, None]
             blend = t * refined[y0:y1, x0:x1] + (1.0 - t) * v
@@ -305,7 +309,9 @@ class HybridEngine:
 
 def write_steps(steps: HybridSteps, folder: Path) -> list[Path]:
     """Write :meth:`HybridSteps.visualise` as 16-bit PNGs (``<name>.png``) plus ``info.json``
-    into ``folder`` (created; existing step files are replaced: it is a debugging folder)."""
+    into ``folder`` (created). Files of the same name are replaced: the caller checks the folder
+    first (``focusstack.stacking.check_steps_dir`` refuses a non-empty one without
+    ``--overwrite``), and a long stack's later calls go to fresh subfolders."""
     import json
 
     from focusstack.io import write_image
