@@ -170,20 +170,21 @@ def _need(kind: str) -> Path:
 
 
 def test_trained_keb_estimates_gaussian_sigma():
-    model = load_keb(_need("keb")).model
-    rng = np.random.default_rng(5)
-    clean = cv2.GaussianBlur(rng.random((96, 96, 3)).astype(np.float32), (0, 0), 1.0)
-    clean = (clean - clean.min()) / (clean.max() - clean.min())
-    from focusstack.refinement.features import keb_input
+    from conftest import shared_path
 
-    bank = model.cfg.bank
+    from focusstack.refinement.features import keb_input
+    from focusstack.training.tr_data import _read
+
+    model = load_keb(_need("keb")).model
+    # a background photo of the render's validation split (never seen in training)
+    img = _read(shared_path("data", "backgrounds", "bsds68", "original", "143090.jpg"))[:128, :128].copy()
     errs = []
     for sigma in (1.0, 2.0, 4.0):
-        blurred = cv2.GaussianBlur(clean, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+        blurred = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+        x = torch.from_numpy(keb_input(img, blurred, np.ones(img.shape[:2], np.float32), model.cfg.bank))[None]
         with torch.inference_mode():
-            est = float(model(torch.from_numpy(keb_input(clean, blurred, np.ones((96, 96), np.float32), bank))[None])[0])
-        errs.append(abs(est - sigma) / sigma)
-    assert np.mean(errs) < 0.25, errs
+            errs.append(abs(float(model(x)[0]) - sigma) / sigma)
+    assert np.mean(errs) < 0.2, errs  # measured 0.03 (sigma 1.0, 2.05, 3.66)
 
 
 def test_trained_fsb_segments_a_synthetic_pair():

@@ -173,6 +173,7 @@ def export_checkpoint(run: Path, folder: Path, build: Callable[[dict], torch.nn.
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     model = build(arch)
     model.load_state_dict(load_file(str(run / "checkpoint" / "ema.safetensors")))
-    summary = {"steps": state["step"], "last": state["log"][-1] if state["log"] else {}, "recipe": recipe, "exported_from": str(run / "checkpoint")}
+    last = state["log"][-1] if state["log"] else {}
+    summary = {"steps": state["step"], "wall_s": last.get("wall_s"), "last": last, "recipe": recipe, "exported_from": str(run / "checkpoint")}
     export_model(model.eval(), arch, Path(folder), int(state["step"]), summary)
     return int(state["step"])
