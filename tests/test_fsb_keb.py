@@ -157,6 +157,11 @@ def test_train_cli_runs_resumes_and_exports(tiny_dataset, tmp_path, kind):
     model = (load_fsb if kind == "fsb" else load_keb)(exp)
     assert model.metadata["trained_steps"] == "3"
     assert (exp / "SHA256SUMS").is_file() and json.loads((exp / "config.json").read_text())["channels"] == 8
+    # resuming with another architecture is a usage error that names the fix, not a traceback
+    wider = [a if a != "8" else "16" for a in args]
+    r = runner.invoke(app, wider + ["--steps", "4"])
+    assert r.exit_code == 2 and "another architecture" in r.output and "--channels" in r.output
+    assert json.loads((out / "config.json").read_text())["channels"] == 8  # the run folder is untouched
 
 
 # ---- trained weights (skipped until models/fsb and models/keb are shipped) -----------------

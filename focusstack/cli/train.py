@@ -49,17 +49,31 @@ def _given(**kw) -> dict:  # noqa: ANN003
     return {k: v for k, v in kw.items() if v is not None}
 
 
+def _defaults(cls) -> dict:  # noqa: ANN001
+    """Field defaults of a training config dataclass (the help texts read them from there)."""
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+from focusstack.training.fsb import TrainFSBConfig  # noqa: E402
+from focusstack.training.keb import TrainKEBConfig  # noqa: E402
+
+_FSB = _defaults(TrainFSBConfig)
+_KEB = _defaults(TrainKEBConfig)
+
+
 @train_app.command("fsb", help="Train the Foreground Segmentation Branch (transition-region refinement) on 2-frame renders (`render-dataset --frames-min 2 --frames-max 2`). Resumes from OUT/checkpoint.")
 def fsb(
     data: Path = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
-    steps: int = typer.Option(None, "--steps", help="Total optimisation steps (default 1500).", show_default=False),
-    batch_size: int = typer.Option(None, "--batch-size", help="Crops per step (default 8).", show_default=False),
-    crop: int = typer.Option(None, "--crop", help="Crop size in px (default 128).", show_default=False),
-    lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate (default 1e-3).", show_default=False),
-    channels: int = typer.Option(None, "--channels", help="Network width (default 16).", show_default=False),
+    steps: int = typer.Option(None, "--steps", help=f"Total optimisation steps (default {_FSB['steps']}).", show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help=f"Crops per step (default {_FSB['batch_size']}).", show_default=False),
+    crop: int = typer.Option(None, "--crop", help=f"Crop size in px (default {_FSB['crop']}).", show_default=False),
+    lr: float = typer.Option(None, "--lr", help=f"Peak AdamW learning rate (default {_FSB['lr']}).", show_default=False),
+    channels: int = typer.Option(None, "--channels", help=f"Network width (default {_FSB['channels']}).", show_default=False),
     minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
-    threads: int = typer.Option(None, "--threads", help="Torch threads (default 1).", show_default=False),
+    threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_FSB['threads']}).", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fsb).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -79,13 +93,13 @@ def fsb(
 def keb(
     data: Path = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
-    steps: int = typer.Option(None, "--steps", help="Total optimisation steps (default 1500).", show_default=False),
-    batch_size: int = typer.Option(None, "--batch-size", help="Crops per step (default 16).", show_default=False),
-    crop: int = typer.Option(None, "--crop", help="Crop size in px (default 96).", show_default=False),
-    lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate (default 1e-3).", show_default=False),
-    channels: int = typer.Option(None, "--channels", help="Network width (default 32).", show_default=False),
+    steps: int = typer.Option(None, "--steps", help=f"Total optimisation steps (default {_KEB['steps']}).", show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help=f"Crops per step (default {_KEB['batch_size']}).", show_default=False),
+    crop: int = typer.Option(None, "--crop", help=f"Crop size in px (default {_KEB['crop']}).", show_default=False),
+    lr: float = typer.Option(None, "--lr", help=f"Peak AdamW learning rate (default {_KEB['lr']}).", show_default=False),
+    channels: int = typer.Option(None, "--channels", help=f"Network width (default {_KEB['channels']}).", show_default=False),
     minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
-    threads: int = typer.Option(None, "--threads", help="Torch threads (default 1).", show_default=False),
+    threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_KEB['threads']}).", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/keb).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),

@@ -63,14 +63,27 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(task.arch, indent=2) + "\n")
+    ckpt = out / "checkpoint"
+    arch_file = out / "config.json"
+    if (ckpt / "state.json").is_file() and arch_file.is_file():
+        saved = json.loads(arch_file.read_text())
+        if saved != json.loads(json.dumps(task.arch)):
+            from focusstack.errors import ConfigError
+
+            raise ConfigError(
+                f"{out} holds a checkpoint of another architecture",
+                expected=json.dumps(saved, sort_keys=True),
+                actual=json.dumps(task.arch, sort_keys=True, default=str),
+                fix="resume with the run's original options (e.g. --channels), or choose a new --out folder",
+            )
+    else:
+        arch_file.write_text(json.dumps(task.arch, indent=2) + "\n")
     torch.manual_seed(cfg.seed)
     model = task.model.train()
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     step, log = 0, []
-    ckpt = out / "checkpoint"
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
