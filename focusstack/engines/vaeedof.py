@@ -10,11 +10,11 @@ field). Here only the parts that are local run patch by patch:
 
 1. **Canvas.** The image plus a mirrored ``margin`` on every side, padded (mirrored) on the
    bottom and right to a multiple of 64 px.
-2. **Encoder, local part** (full resolution down to 1/8), per patch of the canvas, all frames of
-   a patch in one batch. Each patch's 1/8-resolution features are blended into one feature map
-   per frame with the patch's alpha mask (averaged over 8x8 pixels).
-3. **Encoder, global part** (pooled blocks), on each frame's whole feature map: image-wide
-   statistics, as for a one-piece run.
+2. **Encoder, local part** (full resolution down to 1/8), per patch of the canvas, one frame
+   at a time. Each patch's 1/8-resolution features are blended into the frame's feature map
+   with the patch's alpha mask (averaged over 8x8 pixels).
+3. **Encoder, global part** (pooled blocks), on the frame's whole feature map: image-wide
+   statistics, as for a one-piece run. Only the frame's latent is kept.
 4. **Fusion U-Net** on the whole latent canvas, up to ``fusion_whole_max`` latent pixels a side
    (4608 px images). Larger canvases are fused in overlapping latent patches of
    ``fusion_tile`` (512 latent px = 4096 px), blended with the same alpha masks: the U-Net's
@@ -113,20 +113,29 @@ class VAEEDOFEngine:
             if on_tile is not None:
                 on_tile(done, total)
 
-        # 1-2. local encoder per patch -> one 1/8-resolution feature map per frame
+        # 1-3. per frame: the local encoder patch by patch -> one 1/8-resolution feature map,
+        # then the global encoder on the whole map -> the frame's latent. One frame's features at
+        # a time (a 4096 px frame: 76 MB), so memory does not grow with the frame count.
         k = len(frames)
-        feats = np.zeros((k, b.feature_channels, ch // SCALE, cw // SCALE), dtype=np.float32)
-        for t, wt in zip(tiles, tile_weights(tiles, ch, cw, cfg)):
-            src = Tile(t.y - m, t.x - m, t.h, t.w, t.ph, t.pw)
-            patch = np.stack([extract(f, src) for f in frames]).transpose(0, 3, 1, 2)  # (K, 3, ph, pw)
-            out = b.encode_local(np.ascontiguousarray(patch, dtype=np.float32))
-            y8, x8, h8, w8 = t.y // SCALE, t.x // SCALE, t.h // SCALE, t.w // SCALE
-            feats[:, :, y8 : y8 + h8, x8 : x8 + w8] += out[:, :, :h8, :w8] * downscale_weight(wt, SCALE)
-            tick()
-
-        # 3-4. global encoder per frame, then the Fusion U-Net, then the global decoder
-        latents = np.stack([b.encode_global(feats[i : i + 1])[0] for i in range(k)])  # (K, C, h8, w8)
-        del feats
+        weights8 = [downscale_weight(wt, SCALE) for wt in tile_weights(tiles, ch, cw, cfg)]
+        latents = None
+        for i, f in enumerate(frames):
+            feats = np.zeros((1, b.feature_channels, ch // SCALE, cw // SCALE), dtype=np.float32)
+            for j, (t, w8) in enumerate(zip(tiles, weights8)):
+                src = Tile(t.y - m, t.x - m, t.h, t.w, t.ph, t.pw)
+                patch = extract(f, src).transpose(2, 0, 1)[None]  # (1, 3, ph, pw)
+                out = b.encode_local(np.ascontiguousarray(patch, dtype=np.float32))
+                y8, x8, h8, w8_ = t.y // SCALE, t.x // SCALE, t.h // SCALE, t.w // SCALE
+                feats[:, :, y8 : y8 + h8, x8 : x8 + w8_] += out[:, :, :h8, :w8_] * w8
+                if on_tile is not None:  # the encoder's share of the progress: len(tiles) steps
+                    on_tile((i * len(tiles) + j + 1) // k, total)
+            z = b.encode_global(feats)[0]  # (C, h8, w8)
+            del feats
+            if latents is None:
+                latents = np.empty((k,) + z.shape, dtype=np.float32)
+            latents[i] = z
+        done = len(tiles)
+        # 4. the Fusion U-Net, then the global decoder
         idx = np.arange(b.frames) % k  # VAEEDOF: fewer than 7 frames are duplicated
         fused = self._fuse_latents(latents[idx][None])  # (1, C, h8, w8)
         del latents
