@@ -26,6 +26,7 @@ from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
 from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir, save_model_dir
 from focusstack.progress import progress_bar
 from focusstack.training.data import LatentPatches, cache_latents, list_samples, read_rgb
+from focusstack.training.optim import step_with_ema
 
 
 @dataclass(frozen=True)
@@ -189,16 +190,9 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
                 with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
                     pred = model(x.flatten(1, 2).contiguous(memory_format=torch.channels_last))
                 loss = F.l1_loss(pred.float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                d = min(cfg.ema_decay, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    for pe, pm in zip(ema.parameters(), model.parameters()):
-                        pe.lerp_(pm, 1 - d)
+                step_with_ema(model, ema, opt, loss, step, cfg.ema_decay)
                 step += 1
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 upd(step, cfg.steps)
                 if step % cfg.val_every == 0 or step == cfg.steps:
                     metrics = evaluate(ema, backend, val_refs, val_files, dtype)

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from focusstack.networks.weights import save_model_dir
 from focusstack.progress import progress_bar
 from focusstack.training.fusion import _unflatten_optimizer, save_checkpoint
+from focusstack.training.optim import step_with_ema
 
 
 @dataclass
@@ -121,14 +122,7 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step)
                 loss, info = task.loss(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                d = min(cfg.ema_decay, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    for pe, pm in zip(ema.parameters(), model.parameters()):
-                        pe.lerp_(pm, 1 - d)
+                step_with_ema(model, ema, opt, loss, step, cfg.ema_decay)
                 step += 1
                 losses.append(float(loss.detach()))
                 for k, v in info.items():
