@@ -14,7 +14,9 @@ app = typer.Typer(
     name="focusstack",
     help=(
         "Fuse focus-bracketed photos into one all-in-focus image.\n\n"
-        "Engines: vaeedof (latent fusion with a frozen TAEF2 autoencoder and a Fusion U-Net). "
+        "Engines: hybrid (the default: source pixels where a frame is sharp, transition-region "
+        "refinement at edges, VAEEDOF where no frame is sharp), vaeedof (latent fusion with a frozen "
+        "TAEF2 autoencoder and a Fusion U-Net), decision (decision-map fusion, no weights). "
         "Progress and logs go to stderr, results to stdout. Exit codes: 0 success, 1 failure, "
         "2 usage error. Set FOCUSSTACK_DEBUG=1 (or pass --debug to a command) for tracebacks."
     ),
