@@ -95,10 +95,9 @@ def build_engine(config: FuseConfig) -> Engine:
     if config.engine == "vaeedof":
         return vaeedof
     from focusstack.engines.hybrid import HybridEngine
-    from focusstack.refinement.models import load_fsb, load_keb, weights_present
+    from focusstack.refinement.refine import RefineConfig, load_refine_networks
 
-    fsb = load_fsb().model if weights_present(None, "fsb") else None
-    keb = load_keb().model if weights_present(None, "keb") else None
+    fsb, keb, _ = load_refine_networks(RefineConfig(show_progress=False))  # trained ones when shipped
     return HybridEngine(vaeedof, fsb=fsb, keb=keb, save_steps=config.save_steps)
 
 

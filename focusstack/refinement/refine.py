@@ -321,7 +321,10 @@ class RefineResult:
         }
 
 
-def _networks(config: RefineConfig) -> tuple[object | None, object | None, dict]:
+def load_refine_networks(config: RefineConfig) -> tuple[object | None, object | None, dict]:
+    """``(fsb, keb, used)``: the trained FSB and KEB that ``config``'s mask and sigma sources ask
+    for (None for a fallback), and ``used`` = the folders loaded. Raises WeightsError when a
+    source demands weights that do not exist."""
     from focusstack.refinement.models import load_fsb, load_keb, weights_present
 
     used: dict = {"fsb": None, "keb": None}
@@ -394,7 +397,7 @@ def refine_tr(
     for o in outs:
         output_bit_depth(o, depths)
         check_output(o, config.overwrite, protected)
-    fsb, keb, used = _networks(config)
+    fsb, keb, used = load_refine_networks(config)
     frames = [read_image(p, max_pixels=max_pixels) for p in paths]
     init_frame = None
     if init is not None:
