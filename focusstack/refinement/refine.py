@@ -327,29 +327,22 @@ def load_refine_networks(config: RefineConfig) -> tuple[object | None, object | 
     source demands weights that do not exist."""
     from focusstack.refinement.models import load_fsb, load_keb, weights_present
 
-    used: dict = {"fsb": None, "keb": None}
-    fsb = keb = None
-    if config.mask_source in ("auto", "fsb"):
-        folder = weights_present(config.fsb_weights, "fsb")
-        if folder is None and (config.mask_source == "fsb" or config.fsb_weights is not None):
+    def one(kind: str, source: str, folder: Path | None, loader, option: str, fallback: str):  # noqa: ANN001, ANN202
+        """The ``kind`` network when ``source`` is auto or ``kind``; an error when demanded but absent."""
+        if source not in ("auto", kind):
+            return None, None
+        found = weights_present(folder, kind)
+        if found is None and (source == kind or folder is not None):
             raise WeightsError(
-                "no trained FSB weights (model.safetensors) found",
-                fix="train them with `focusstack train fsb --export models/fsb`, pass --fsb-weights DIR, or use --mask-source decision",
+                f"no trained {kind.upper()} weights (model.safetensors) found",
+                fix=f"train them with `focusstack train {kind} --export models/{kind}`, pass --{kind}-weights DIR, "
+                f"or use {option} {fallback}",
             )
-        if folder is not None:
-            fsb = load_fsb(folder).model
-            used["fsb"] = str(folder)
-    if config.sigma_source in ("auto", "keb"):
-        folder = weights_present(config.keb_weights, "keb")
-        if folder is None and (config.sigma_source == "keb" or config.keb_weights is not None):
-            raise WeightsError(
-                "no trained KEB weights (model.safetensors) found",
-                fix="train them with `focusstack train keb --export models/keb`, pass --keb-weights DIR, or use --sigma-source classical",
-            )
-        if folder is not None:
-            keb = load_keb(folder).model
-            used["keb"] = str(folder)
-    return fsb, keb, used
+        return (loader(found).model, str(found)) if found is not None else (None, None)
+
+    fsb, fsb_dir = one("fsb", config.mask_source, config.fsb_weights, load_fsb, "--mask-source", "decision")
+    keb, keb_dir = one("keb", config.sigma_source, config.keb_weights, load_keb, "--sigma-source", "classical")
+    return fsb, keb, {"fsb": fsb_dir, "keb": keb_dir}
 
 
 def _grey(mask: np.ndarray) -> np.ndarray:
