@@ -31,7 +31,7 @@ from focusstack.engines.decision import compose, decision_steps
 from focusstack.refinement.diffusion import initial_synthesis
 from focusstack.refinement.laplacian import laplacian_fuse
 from focusstack.refinement.ordering import order_frames
-from focusstack.refinement.refine import RefineConfig, _networks, linear_to_srgb, refine_pair, srgb_to_linear
+from focusstack.refinement.refine import RefineConfig, linear_to_srgb, load_refine_networks, refine_pair, srgb_to_linear
 from focusstack.refinement.diffusion import diffusion_component
 from focusstack.training.tr_data import _read, list_tr_samples
 
@@ -68,7 +68,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     cfg = RefineConfig(mask_source=args.mask_source, sigma_source=args.sigma_source)
-    fsb, keb, used = _networks(cfg)
+    fsb, keb, used = load_refine_networks(cfg)
     samples = [s for s in list_tr_samples(args.data, args.split)][: args.n]
     rows = {k: [] for k in ("decision", "eq9", "init-decision", "init-laplacian", "oracle-eq9")}
     order_ok, mious, sig_err, n = 0, [], [], 0
