@@ -18,11 +18,13 @@ def test_train_fusion_runs_resumes_and_exports(tmp_path, vae_dir, one_torch_thre
                             "--frames-max", "3", "--val-fraction", "0.34", "-q"])
     assert r.exit_code == 0, r.output
     args = ["train", "fusion", "--data", str(data), "--out", str(run), "--batch-size", "2", "--crop", "8",
-            "--val-every", "2", "--val-samples", "1", "--vae-weights", str(vae_dir), "-q", "--json"]
+            "--val-every", "2", "--val-samples", "1", "--vae-weights", str(vae_dir), "-q", "--json",
+            "--pixel-weight", "0.5", "--pixel-patches", "1"]
     r = runner.invoke(app, args + ["--steps", "2"])
     assert r.exit_code == 0, r.output
     first = json.loads(r.stdout)
     assert first["steps"] == 2 and first["train_samples"] >= 3 and first["val_samples"] >= 1
+    assert first["config"]["pixel_weight"] == 0.5 and first["config"]["pixel_patches"] == 1
     # validation figures are real numbers against the ground truth, with the VAE ceiling beside them
     assert 0 < first["last"]["psnr"] < 100 and 0 < first["last"]["ceiling_psnr"] < 100
     r = runner.invoke(app, args + ["--steps", "3", "--export", str(model)])
@@ -30,3 +32,24 @@ def test_train_fusion_runs_resumes_and_exports(tmp_path, vae_dir, one_torch_thre
     assert json.loads(r.stdout)["steps"] == 3  # resumed at 2: one more step
     loaded = load_fusion(model)
     assert int(loaded.metadata["trained_steps"]) == 3
+
+
+def test_pixel_loss_is_zero_at_the_target_and_trains_the_prediction(vae, one_torch_thread):
+    import pytest
+    import torch
+
+    from focusstack.training.fusion import pixel_loss
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(3, 32, 12, 12, generator=g)
+    assert float(pixel_loss(vae, target.clone(), target, 2, 8)) == 0.0
+    pred = (target + 0.5 * torch.randn(3, 32, 12, 12, generator=g)).requires_grad_(True)
+    loss = pixel_loss(vae, pred, target, 2, 8)
+    loss.backward()
+    assert float(loss) > 0.001
+    # only the first 2 patches and the centred 8 x 8 window get gradient; the decoder stays frozen
+    assert pred.grad[:2, :, 2:10, 2:10].abs().sum() > 0
+    assert pred.grad[2].abs().sum() == 0 and pred.grad[:, :, :2].abs().sum() == 0
+    assert all(p.grad is None for p in vae.decoder.parameters())
+    with pytest.raises(ValueError, match="one \\(B, C, h, w\\) shape"):
+        pixel_loss(vae, pred[:, :, :4], target, 2, 8)

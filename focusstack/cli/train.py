@@ -27,6 +27,9 @@ def fusion(
     val_every: int = typer.Option(None, "--val-every", help="Validate the EMA weights every N steps.", show_default=False),
     max_train_samples: int = typer.Option(None, "--max-train-samples", help="Use only the first N training samples (0: all).", show_default=False),
     val_samples: int = typer.Option(None, "--val-samples", help="Validation samples scored during training.", show_default=False),
+    pixel_weight: float = typer.Option(None, "--pixel-weight", help="Weight of the optional pixel loss (L1 through the frozen TAEF2 decoder on a few patches per batch); 0 (the default): latent L1 only.", show_default=False),
+    pixel_patches: int = typer.Option(None, "--pixel-patches", help="Patches per batch that get the pixel loss.", show_default=False),
+    threads: int = typer.Option(None, "--threads", help="Torch threads (0: torch's default).", show_default=False),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model folder (e.g. models/fusion) when OUT has no checkpoint.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fusion).", show_default=False),
     vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help="TAEF2 folder (else $FOCUSSTACK_VAE_DIR, cache, download).", show_default=False),
@@ -38,7 +41,7 @@ def fusion(
     from focusstack.training.fusion import TrainFusionConfig, train_fusion
 
     with handle_errors(debug):
-        given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples).items() if v is not None}
+        given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples, pixel_weight=pixel_weight, pixel_patches=pixel_patches, threads=threads).items() if v is not None}
         cfg = TrainFusionConfig(data=data, out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
         summary = train_fusion(cfg)
         if json_out:
