@@ -32,6 +32,28 @@ def test_train_fusion_runs_resumes_and_exports(tmp_path, vae_dir, one_torch_thre
     assert json.loads(r.stdout)["steps"] == 3  # resumed at 2: one more step
     loaded = load_fusion(model)
     assert int(loaded.metadata["trained_steps"]) == 3
+    # the validation images can be written for `focusstack eval`: the written fusion scores what
+    # evaluate() reported
+    import torch
+
+    from focusstack.backends.torch_backend import TorchBackend
+    from focusstack.metrics import psnr
+    from focusstack.networks.weights import load_vae
+    from focusstack.training.data import list_samples, read_rgb
+    from focusstack.training.fusion import evaluate
+
+    refs = list_samples(data, "val")[:1]
+    files = [run / "latents" / f"{r.id}.safetensors" for r in refs]
+    backend = TorchBackend(load_vae(vae_dir), None, device="cpu", precision="fp32")
+    m = evaluate(loaded.model, backend, refs, files, torch.float32, write=tmp_path / "w")
+    names = sorted(p.name for p in (tmp_path / "w").iterdir())
+    assert names == ["best_frame", "fusion", "mean_of_frames", "vae_ceiling"]
+    fused = read_rgb(tmp_path / "w" / "fusion" / f"{refs[0].id}.png")
+    gt = read_rgb(refs[0].folder / "gt.png")[: fused.shape[0], : fused.shape[1]]
+    assert abs(psnr(fused, gt) - m["psnr"]) < 0.01
+    from focusstack.io.readers import probe_image
+
+    assert probe_image(tmp_path / "w" / "fusion" / f"{refs[0].id}.png").bit_depth == 16
 
 
 def test_pixel_loss_is_zero_at_the_target_and_trains_the_prediction(vae, one_torch_thread):

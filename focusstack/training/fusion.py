@@ -98,8 +98,12 @@ def save_checkpoint(folder: Path, step: int, model, ema, opt, gen_state: torch.T
         (tmp / name).replace(folder / name)
 
 
-def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype) -> dict:  # noqa: ANN001
-    """PSNR/SSIM of the EMA model on validation samples, with the VAE ceiling and baselines."""
+def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype, write: Path | None = None) -> dict:  # noqa: ANN001
+    """PSNR/SSIM of the EMA model on validation samples, with the VAE ceiling and baselines.
+
+    ``write``: also save, per scored sample, 16-bit PNGs ``<write>/<method>/<sample id>.png``
+    for the methods ``fusion``, ``vae_ceiling``, ``mean_of_frames`` and ``best_frame`` (the frame
+    closest to the GT in PSNR), so that ``focusstack eval`` can score them on every metric."""
     if not refs:
         return {"n": 0}
     rows, trivial = [], 0
@@ -120,6 +124,13 @@ def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype) -> 
         if not np.isfinite(best):
             trivial += 1  # a frame already equals the GT (nothing out of focus): not scored
             continue
+        if write is not None:
+            from focusstack.io.writers import write_image
+
+            best_frame = max(frames, key=lambda fr: psnr(fr, gt))
+            for name, img in (("fusion", pred), ("vae_ceiling", ceil), ("mean_of_frames", mean), ("best_frame", best_frame)):
+                (Path(write) / name).mkdir(parents=True, exist_ok=True)
+                write_image(Path(write) / name / f"{ref.id}.png", img, bit_depth=16, overwrite=True)
         rows.append(
             {
                 "psnr": psnr(pred, gt),
