@@ -22,7 +22,7 @@ from focusstack.refinement.diffusion import (
 )
 from focusstack.refinement.laplacian import laplacian_fuse
 from focusstack.refinement.ordering import order_frames
-from focusstack.refinement.refine import RefineConfig, classical_sigma, far_share_estimate, refine_pair
+from focusstack.refinement.refine import RefineConfig, classical_fit, classical_sigma, estimate_sigma, far_share_estimate, refine_pair
 
 runner = CliRunner()
 
@@ -187,13 +187,32 @@ def test_refine_pair_network_path_with_exact_mask_and_sigma():
     fsb, keb = _Const(logits), _Const(torch.tensor([3.0]))
     band = _band(mask)
     for r_init in ("eq9", "decision"):
-        res = refine_pair(near, far, RefineConfig(linear_light=False, r_init=r_init), fsb=fsb, keb=keb)
+        res = refine_pair(near, far, RefineConfig(linear_light=False, r_init=r_init, sigma_source="keb"), fsb=fsb, keb=keb)
         assert res.info["mask_source"] == "fsb" and res.info["sigma_source"] == "keb"
         assert res.sigma_px == pytest.approx(3.0)
         assert _psnr(res.refined, gt, band) >= _psnr(res.r_init, gt, band) + (1.0 if r_init == "eq9" else 0.0)
     r0 = initial_synthesis(near, far, mask)
-    res = refine_pair(near, far, RefineConfig(linear_light=False), init=r0, fsb=fsb, keb=keb)
+    res = refine_pair(near, far, RefineConfig(linear_light=False, sigma_source="keb"), init=r0, fsb=fsb, keb=keb)
     assert _psnr(res.refined, gt, band) > _psnr(r0, gt, band) + 1.0
+
+
+def test_estimate_sigma_auto_uses_the_fit_when_bracketed_else_the_keb():
+    near, far, _, mask = _scene(sigma=3.0)
+    keb = _Const(torch.tensor([7.0]))
+    sigma, source = estimate_sigma(near, far, mask, "auto", keb)
+    assert source == "classical" and abs(sigma - 3.0) / 3.0 < 0.15, sigma
+    assert classical_fit(near, far, mask)[1] is True
+    # a foreground too small to erode by 2 sigma + 2 px past the optimum: the fit is only a
+    # lower bound, so auto asks the KEB; without a KEB, the fit's lower bound
+    yy, xx = np.mgrid[:160, :160]
+    tiny = (((yy - 80) ** 2 + (xx - 72) ** 2) < 8**2).astype(np.float32)
+    assert classical_fit(near, far, tiny)[1] is False
+    assert estimate_sigma(near, far, tiny, "auto", keb) == (pytest.approx(7.0), "keb")
+    assert estimate_sigma(near, far, tiny, "auto", None)[1] == "classical"
+    assert estimate_sigma(near, far, mask, "keb", keb) == (pytest.approx(7.0), "keb")
+    assert estimate_sigma(near, far, tiny, "classical", keb)[1] == "classical"
+    with pytest.raises(ValueError, match="needs a loaded KEB"):
+        estimate_sigma(near, far, mask, "keb", None)
 
 
 # ---- CLI ---------------------------------------------------------------------------------------

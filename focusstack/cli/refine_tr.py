@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         save_mask: Optional[Path] = typer.Option(None, "--save-mask", help="Write the near frame's foreground mask here (white = foreground, input size).", show_default=False),
         save_diffusion: Optional[Path] = typer.Option(None, "--save-diffusion", help="Write the removed component here, as 0.5 + S (mid-grey = nothing removed).", show_default=False),
         mask_source: str = typer.Option(_D.mask_source, "--mask-source", help=f"{' | '.join(MASK_SOURCES)}; auto: FSB when trained weights exist, else the decision map."),
-        sigma_source: str = typer.Option(_D.sigma_source, "--sigma-source", help=f"{' | '.join(SIGMA_SOURCES)}; auto: KEB when trained weights exist, else classical."),
+        sigma_source: str = typer.Option(_D.sigma_source, "--sigma-source", help=f"{' | '.join(SIGMA_SOURCES)}; auto: the classical fit (blur the near frame to match the far one inside the foreground) when its error shows a minimum, else the KEB when trained weights exist."),
         r_init: str = typer.Option(_D.r_init, "--r-init", help=f"R_init without --init: {' | '.join(R_INIT_METHODS)}."),
         order: str = typer.Option(_D.order, "--order", help=f"{' | '.join(ORDERS)}; given: the first frame is the near one."),
         fsb_weights: Optional[Path] = typer.Option(None, "--fsb-weights", help=f"FSB folder (model.safetensors + config.json); else ${FSB_DIR_ENV} or models/fsb.", show_default=False),

@@ -29,10 +29,9 @@ from focusstack.refinement.diffusion import diffusion_component
 from focusstack.refinement.ordering import Ordering, order_frames, pair_boundaries
 from focusstack.refinement.refine import (
     RefineConfig,
-    classical_sigma,
+    estimate_sigma,
     far_share_estimate,
     fsb_mask,
-    keb_sigma,
     linear_to_srgb,
     refine_boundary,
     srgb_to_linear,
@@ -95,18 +94,18 @@ def refine_stack(
             mask = refine_boundary(fsb_mask(fsb, near, far, config.work_size), near, radius, config.guide_eps)
         else:
             mask = steps.weights[i].astype(np.float32)
-        sigma = keb_sigma(keb, near, far, mask, config.work_size) if keb is not None else classical_sigma(near, far, mask, config.work_size)
+        sigma, source = estimate_sigma(near, far, mask, config.sigma_source, keb, config.work_size)
         share = steps.weights[j] if init is None else far_share_estimate(r_init, near, far, steps.weights[j])
         s = diffusion_component(dec(near), dec(far), mask, sigma, config.epsilon) * share[..., None]
         total += s
-        pairs.append({"near": int(i), "far": int(j), "sigma_px": round(float(sigma), 4)})
+        pairs.append({"near": int(i), "far": int(j), "sigma_px": round(float(sigma), 4), "sigma_source": source})
     refined = enc(dec(r_init) - total).astype(np.float32)
     nearness = np.zeros((h, w), np.float32)
     for f, r in rank.items():
         nearness += steps.weights[f] * np.float32(1.0 - r / max(1, k - 1))
     info = {
         "mask_source": "fsb" if fsb is not None else "decision-map",
-        "sigma_source": "keb" if keb is not None else "classical",
+        "sigma_source": "+".join(sorted({p["sigma_source"] for p in pairs})) or None,
         "r_init": "file" if init is not None else "decision-engine",
         "linear_light": config.linear_light,
     }
