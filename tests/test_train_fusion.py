@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from focusstack.cli.app import app
@@ -75,3 +77,27 @@ def test_pixel_loss_is_zero_at_the_target_and_trains_the_prediction(vae, one_tor
     assert all(p.grad is None for p in vae.decoder.parameters())
     with pytest.raises(ValueError, match="one \\(B, C, h, w\\) shape"):
         pixel_loss(vae, pred[:, :, :4], target, 2, 8)
+
+
+def test_two_datasets_share_one_cache_without_clashing(tmp_path, vae_dir, one_torch_thread):
+    from focusstack.errors import UsageError
+    from focusstack.training.data import list_datasets
+
+    a, b, run = tmp_path / "a", tmp_path / "b", tmp_path / "run"
+    for d, seed in ((a, "1"), (b, "2")):
+        r = runner.invoke(app, ["render-dataset", str(d), "--samples", "3", "--resolution", "64", "--frames-min", "2",
+                                "--frames-max", "2", "--val-fraction", "0.34", "--seed", seed, "-q"])
+        assert r.exit_code == 0, r.output
+    refs = list_datasets([a, b], "train")
+    assert {r.id for r in refs if r.folder.parent.parent == a} == {r.id for r in refs if r.folder.parent.parent == b}
+    assert len({r.key for r in refs}) == len(refs)  # same ids, distinct cache keys
+    r = runner.invoke(app, ["train", "fusion", "--data", str(a), "--data", str(b), "--out", str(run), "--steps", "1",
+                            "--batch-size", "1", "--crop", "8", "--val-every", "1", "--val-samples", "1",
+                            "--vae-weights", str(vae_dir), "-q", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["train_samples"] == len(refs) and out["config"]["data"] == [str(a), str(b)]
+    assert sorted(p.stem for p in (run / "latents").glob("*.safetensors")) == sorted(
+        {r.key for r in refs} | {r.id for r in list_datasets([a], "val")[:1]})
+    with pytest.raises(UsageError, match="distinct folder names"):
+        list_datasets([a, a], "train")

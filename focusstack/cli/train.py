@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 @train_app.command("fusion", help="Train the Fusion U-Net on a dataset from `focusstack render-dataset`. Resumes from OUT/checkpoint.")
 def fusion(
-    data: Path = typer.Option(..., "--data", help="Rendered dataset folder (manifest.json + samples/).", show_default=False),
+    data: list[Path] = typer.Option(..., "--data", help="Rendered dataset folder (manifest.json + samples/); repeat to train on several together (validation: the first one's val split).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: latent cache, checkpoints, log.jsonl.", show_default=False),
     steps: int = typer.Option(None, "--steps", help="Total optimisation steps.", show_default=False),
     batch_size: int = typer.Option(None, "--batch-size", help="Patches per step.", show_default=False),
@@ -42,7 +42,7 @@ def fusion(
 
     with handle_errors(debug):
         given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples, pixel_weight=pixel_weight, pixel_patches=pixel_patches, threads=threads).items() if v is not None}
-        cfg = TrainFusionConfig(data=data, out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
+        cfg = TrainFusionConfig(data=tuple(data) if len(data) > 1 else data[0], out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
         summary = train_fusion(cfg)
         if json_out:
             print_json(summary)

@@ -2,7 +2,8 @@
 
 A rendered dataset (``focusstack render-dataset``) has ``manifest.json`` and
 ``samples/<id>/frame_*.png`` + ``gt.png``. :func:`cache_latents` encodes each sample once with
-the frozen encoder (bf16 on CPUs that have it) and stores ``<cache>/<id>.safetensors`` with
+the frozen encoder (bf16 on CPUs that have it) and stores ``<cache>/<key>.safetensors`` (the
+sample id; ``<dataset folder name>-<id>`` for the second and later of several datasets) with
 ``frames`` ``(K, C, h, w)`` float16 and ``gt`` ``(C, h, w)`` float16. :class:`LatentPatches`
 then draws random training patches from the cache in memory.
 """
@@ -31,16 +32,25 @@ def read_rgb(path: Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SampleRef:
+    """One rendered sample. ``key`` names its latent cache file (``<cache>/<key>.safetensors``):
+    the sample id, prefixed when several datasets share one cache."""
+
     id: str
     split: str
     folder: Path
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.id)
 
     def frame_paths(self) -> list[Path]:
         return sorted(self.folder.glob("frame_*.png"))
 
 
-def list_samples(data: Path, split: str | None = None) -> list[SampleRef]:
-    """Samples of a rendered dataset, from its manifest (``split``: "train", "val" or None)."""
+def list_samples(data: Path, split: str | None = None, key_prefix: str = "") -> list[SampleRef]:
+    """Samples of a rendered dataset, from its manifest (``split``: "train", "val" or None);
+    ``key_prefix`` goes before each id in the cache key."""
     data = Path(data)
     manifest = data / "manifest.json"
     if not manifest.is_file():
@@ -56,7 +66,27 @@ def list_samples(data: Path, split: str | None = None) -> list[SampleRef]:
         sid = meta.parent.name
         s = splits.get(sid) or json.loads(meta.read_text()).get("split", "train")
         if split is None or s == split:
-            refs.append(SampleRef(sid, s, meta.parent))
+            refs.append(SampleRef(sid, s, meta.parent, key_prefix + sid))
+    return refs
+
+
+def list_datasets(datas, split: str | None = None) -> list[SampleRef]:  # noqa: ANN001
+    """Samples of one or more rendered datasets, in the given order. The first dataset's cache
+    keys are its sample ids; a later dataset's are prefixed with its folder name, so one cache
+    holds them all. Two datasets with the same folder name are an error."""
+    datas = [Path(d) for d in ([datas] if isinstance(datas, (str, Path)) else datas)]
+    if not datas:
+        raise UsageError("no dataset given", fix="pass --data DIR (repeatable)")
+    names = [d.name for d in datas]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(
+            "datasets must have distinct folder names (they name the latent cache files)",
+            expected="distinct names", actual=", ".join(dup), fix="rename or symlink one of the folders",
+        )
+    refs: list[SampleRef] = []
+    for k, d in enumerate(datas):
+        refs += list_samples(d, split, "" if k == 0 else f"{d.name}-")
     return refs
 
 
@@ -72,7 +102,7 @@ def cache_latents(
     cache.mkdir(parents=True, exist_ok=True)
     out = []
     for i, ref in enumerate(refs):
-        dest = cache / f"{ref.id}.safetensors"
+        dest = cache / f"{ref.key}.safetensors"
         if not dest.is_file():
             frames = np.stack([read_rgb(p) for p in ref.frame_paths()]).transpose(0, 3, 1, 2)
             gt = read_rgb(ref.folder / "gt.png").transpose(2, 0, 1)[None]

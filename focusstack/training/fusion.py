@@ -28,13 +28,15 @@ from focusstack.metrics import psnr, ssim
 from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
 from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir, save_model_dir
 from focusstack.progress import progress_bar
-from focusstack.training.data import LatentPatches, cache_latents, list_samples, read_rgb
+from focusstack.training.data import LatentPatches, cache_latents, list_datasets, list_samples, read_rgb
 from focusstack.training.optim import step_with_ema
 
 
 @dataclass(frozen=True)
 class TrainFusionConfig:
-    data: Path
+    #: One rendered dataset or several (trained on together; validation uses the first one's
+    #: val split).
+    data: Path | tuple[Path, ...]
     out: Path
     steps: int = 4000
     batch_size: int = 8
@@ -175,10 +177,11 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
     vae = load_vae(resolve_vae_dir(cfg.vae_weights))
     backend = TorchBackend(vae, None, device="cpu", precision="bf16" if cpu_has_fast_bf16() else "fp32")
 
-    train_refs = list_samples(cfg.data, "train")
+    datas = (cfg.data,) if isinstance(cfg.data, (str, Path)) else tuple(cfg.data)
+    train_refs = list_datasets(datas, "train")
     if cfg.max_train_samples:
         train_refs = train_refs[: cfg.max_train_samples]
-    val_refs = list_samples(cfg.data, "val")[: cfg.val_samples]
+    val_refs = list_samples(datas[0], "val")[: cfg.val_samples]
     with progress_bar("encoding latents", enabled=cfg.show_progress) as upd:
         train_files = cache_latents(train_refs, out / "latents", backend, on_sample=upd)
         val_files = cache_latents(val_refs, out / "latents", backend, on_sample=upd)
@@ -249,7 +252,7 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
         "val_samples": len(val_files),
         "wall_s": round(wall_before + time.perf_counter() - t_start, 1),
         "last": log[-1] if log else {},
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "config": {k: str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "data" and isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
     }
     if cfg.export is not None:
         save_model_dir(ema, arch.to_dict(), Path(cfg.export), metadata={"trained_steps": init_steps + step, "recipe": "focusstack train fusion"})
