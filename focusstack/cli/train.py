@@ -42,7 +42,7 @@ def fusion(
 
     with handle_errors(debug):
         given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples, pixel_weight=pixel_weight, pixel_patches=pixel_patches, threads=threads).items() if v is not None}
-        cfg = TrainFusionConfig(data=tuple(data) if len(data) > 1 else data[0], out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
+        cfg = TrainFusionConfig(data=tuple(data), out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
         summary = train_fusion(cfg)
         if json_out:
             print_json(summary)

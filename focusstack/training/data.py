@@ -11,7 +11,7 @@ then draws random training patches from the cache in memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +70,11 @@ def list_samples(data: Path, split: str | None = None, key_prefix: str = "") -> 
     return refs
 
 
-def list_datasets(datas, split: str | None = None) -> list[SampleRef]:  # noqa: ANN001
+def list_datasets(datas: Sequence[Path], split: str | None = None) -> list[SampleRef]:
     """Samples of one or more rendered datasets, in the given order. The first dataset's cache
     keys are its sample ids; a later dataset's are prefixed with its folder name, so one cache
     holds them all. Two datasets with the same folder name are an error."""
-    datas = [Path(d) for d in ([datas] if isinstance(datas, (str, Path)) else datas)]
+    datas = [Path(d) for d in datas]
     if not datas:
         raise UsageError("no dataset given", fix="pass --data DIR (repeatable)")
     names = [d.name for d in datas]

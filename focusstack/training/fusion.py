@@ -34,9 +34,9 @@ from focusstack.training.optim import step_with_ema
 
 @dataclass(frozen=True)
 class TrainFusionConfig:
-    #: One rendered dataset or several (trained on together; validation uses the first one's
-    #: val split).
-    data: Path | tuple[Path, ...]
+    #: Rendered datasets, trained on together (validation uses the first one's val split); a
+    #: single path is accepted and stored as a 1-tuple.
+    data: tuple[Path, ...]
     out: Path
     steps: int = 4000
     batch_size: int = 8
@@ -67,6 +67,10 @@ class TrainFusionConfig:
     #: Training arithmetic. fp32 is faster than bf16 autocast for these small latent patches
     #: on this CPU (0.40 s against 0.69 s a step, measured); the encoder still runs bf16.
     precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        data = (self.data,) if isinstance(self.data, (str, Path)) else self.data
+        object.__setattr__(self, "data", tuple(Path(d) for d in data))
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -122,14 +126,15 @@ def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype, wri
         gt = read_rgb(ref.folder / "gt.png")[: pred.shape[0], : pred.shape[1]]
         frames = [read_rgb(p)[: pred.shape[0], : pred.shape[1]] for p in ref.frame_paths()]
         mean = np.mean(frames, axis=0)
-        best = max(psnr(fr, gt) for fr in frames)
+        scores = [psnr(fr, gt) for fr in frames]
+        best = max(scores)
         if not np.isfinite(best):
             trivial += 1  # a frame already equals the GT (nothing out of focus): not scored
             continue
         if write is not None:
             from focusstack.io.writers import write_image
 
-            best_frame = max(frames, key=lambda fr: psnr(fr, gt))
+            best_frame = frames[scores.index(best)]
             for name, img in (("fusion", pred), ("vae_ceiling", ceil), ("mean_of_frames", mean), ("best_frame", best_frame)):
                 (Path(write) / name).mkdir(parents=True, exist_ok=True)
                 write_image(Path(write) / name / f"{ref.id}.png", img, bit_depth=16, overwrite=True)
@@ -177,11 +182,10 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
     vae = load_vae(resolve_vae_dir(cfg.vae_weights))
     backend = TorchBackend(vae, None, device="cpu", precision="bf16" if cpu_has_fast_bf16() else "fp32")
 
-    datas = (cfg.data,) if isinstance(cfg.data, (str, Path)) else tuple(cfg.data)
-    train_refs = list_datasets(datas, "train")
+    train_refs = list_datasets(cfg.data, "train")
     if cfg.max_train_samples:
         train_refs = train_refs[: cfg.max_train_samples]
-    val_refs = list_samples(datas[0], "val")[: cfg.val_samples]
+    val_refs = list_samples(cfg.data[0], "val")[: cfg.val_samples]
     with progress_bar("encoding latents", enabled=cfg.show_progress) as upd:
         train_files = cache_latents(train_refs, out / "latents", backend, on_sample=upd)
         val_files = cache_latents(val_refs, out / "latents", backend, on_sample=upd)
@@ -252,7 +256,7 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
         "val_samples": len(val_files),
         "wall_s": round(wall_before + time.perf_counter() - t_start, 1),
         "last": log[-1] if log else {},
-        "config": {k: str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "data" and isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "config": {k: str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "data" else v for k, v in asdict(cfg).items()},
     }
     if cfg.export is not None:
         save_model_dir(ema, arch.to_dict(), Path(cfg.export), metadata={"trained_steps": init_steps + step, "recipe": "focusstack train fusion"})
