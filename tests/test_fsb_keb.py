@@ -164,6 +164,48 @@ def test_train_cli_runs_resumes_and_exports(tiny_dataset, tmp_path, kind):
     assert json.loads((out / "config.json").read_text())["channels"] == 8  # the run folder is untouched
 
 
+def test_train_fsb_two_datasets_with_batch_workers(tiny_dataset, tmp_path):
+    """Two --data folders pool their samples; --workers builds batches in worker processes and
+    the run still checkpoints, validates and exports like the in-process path."""
+    import shutil
+
+    second = tmp_path / "second"
+    shutil.copytree(tiny_dataset, second)
+    out, exp = tmp_path / "run", tmp_path / "model"
+    args = ["train", "fsb", "--data", str(tiny_dataset), "--data", str(second), "--out", str(out), "--crop", "32",
+            "--batch-size", "2", "--channels", "8", "--workers", "2", "--steps", "3", "--export", str(exp), "-q", "--json"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["steps"] == 3 and summary["train_samples"] == 2 * len(__import__("focusstack.training.tr_data", fromlist=["x"]).list_tr_samples(tiny_dataset, "train"))
+    assert summary["data"] == [str(tiny_dataset), str(second)] and summary["device"] == "cpu"
+    assert np.isfinite(summary["last"]["loss"]) and load_fsb(exp).metadata["trained_steps"] == "3"
+
+
+def test_batch_stream_workers_are_seeded_and_differ_from_each_other():
+    from focusstack.training.tr_loop import LoopConfig, batch_stream
+
+    def draw(rng):
+        return (torch.tensor(rng.integers(0, 1 << 30, 4)),)
+
+    cfg = LoopConfig(out=Path("."), steps=1, lr=1e-3, workers=2, seed=5)
+    a = [next(it)[0].tolist() for it in [batch_stream(draw, None, cfg, 0, pin=False)] for _ in range(4)]
+    b = [next(it)[0].tolist() for it in [batch_stream(draw, None, cfg, 0, pin=False)] for _ in range(4)]
+    assert a == b  # same seed, step and worker count: the same batches
+    assert len({tuple(x) for x in a}) == 4  # the two workers draw from different streams
+    c = [next(it)[0].tolist() for it in [batch_stream(draw, None, cfg, 7, pin=False)] for _ in range(2)]
+    assert c[0] != a[0]  # a resumed run (another step) does not replay the first batches
+
+
+@pytest.mark.parametrize("device, needle", [("gpu", "cpu | cuda | auto"), ("cuda", "no CUDA device")])
+def test_train_device_errors(tiny_dataset, tmp_path, device, needle):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    r = runner.invoke(app, ["train", "keb", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--steps", "1", "--device", device])
+    assert r.exit_code == 2 and needle in r.output and "--device cpu" in r.output
+    assert not (tmp_path / "r" / "checkpoint").exists()
+
+
 # ---- trained weights (skipped until models/fsb and models/keb are shipped) -----------------
 
 

@@ -68,7 +68,7 @@ _KEB = _defaults(TrainKEBConfig)
 
 @train_app.command("fsb", help="Train the Foreground Segmentation Branch (transition-region refinement) on 2-frame renders (`render-dataset --frames-min 2 --frames-max 2`). Resumes from OUT/checkpoint.")
 def fsb(
-    data: Path = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/).", show_default=False),
+    data: list[Path] = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/); repeat to train on several together (validation: spread over all their val splits).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
     steps: int = typer.Option(None, "--steps", help=f"Total optimisation steps (default {_FSB['steps']}).", show_default=False),
     batch_size: int = typer.Option(None, "--batch-size", help=f"Crops per step (default {_FSB['batch_size']}).", show_default=False),
@@ -77,6 +77,8 @@ def fsb(
     channels: int = typer.Option(None, "--channels", help=f"Network width (default {_FSB['channels']}).", show_default=False),
     minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
     threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_FSB['threads']}).", show_default=False),
+    device: str = typer.Option(None, "--device", help=f"cpu | cuda | auto (CUDA when present) (default {_FSB['device']}).", show_default=False),
+    workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {_FSB['workers']}). Use several with --device cuda.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fsb).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -86,8 +88,8 @@ def fsb(
     from focusstack.training.fsb import TrainFSBConfig, train_fsb
 
     with handle_errors(debug):
-        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads)
-        summary = train_fsb(TrainFSBConfig(data=data, out=out, export=export, seed=seed, show_progress=not quiet, **given))
+        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=device, workers=workers)
+        summary = train_fsb(TrainFSBConfig(data=tuple(data), out=out, export=export, seed=seed, show_progress=not quiet, **given))
         if json_out:
             print_json(summary)
 
@@ -103,6 +105,8 @@ def keb(
     channels: int = typer.Option(None, "--channels", help=f"Network width (default {_KEB['channels']}).", show_default=False),
     minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
     threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_KEB['threads']}).", show_default=False),
+    device: str = typer.Option(None, "--device", help=f"cpu | cuda | auto (CUDA when present) (default {_KEB['device']}).", show_default=False),
+    workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {_KEB['workers']}). Use several with --device cuda.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/keb).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -112,7 +116,7 @@ def keb(
     from focusstack.training.keb import TrainKEBConfig, train_keb
 
     with handle_errors(debug):
-        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads)
+        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=device, workers=workers)
         summary = train_keb(TrainKEBConfig(data=data, out=out, export=export, seed=seed, show_progress=not quiet, **given))
         if json_out:
             print_json(summary)

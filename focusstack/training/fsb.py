@@ -17,12 +17,16 @@ import torch
 from focusstack.networks.fsb import FSB, FSBConfig, fsb_loss
 from focusstack.refinement.features import fsb_input
 from focusstack.training.tr_data import fsb_batch, list_tr_samples
-from focusstack.training.tr_loop import LoopConfig, Task, run_training
+from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training
 
 
 @dataclass(frozen=True)
 class TrainFSBConfig:
-    data: Path
+    """``data``: one or more rendered dataset folders (a single path is taken as a 1-tuple);
+    training draws uniformly from the union of their train splits, validation takes
+    ``val_samples`` samples spread evenly over the union of their val splits."""
+
+    data: tuple[Path, ...]
     out: Path
     steps: int = 1500
     batch_size: int = 8
@@ -37,8 +41,21 @@ class TrainFSBConfig:
     scales: tuple[int, ...] = field(default_factory=lambda: FSBConfig().scales)
     seed: int = 0
     threads: int = 1
+    device: str = "cpu"
+    workers: int = 0
     export: Path | None = None
     show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        data = (self.data,) if isinstance(self.data, (str, Path)) else tuple(self.data)
+        object.__setattr__(self, "data", tuple(Path(d) for d in data))
+
+
+def spread(items: list, n: int) -> list:
+    """At most ``n`` items taken evenly over ``items`` (all of them when there are fewer)."""
+    if n <= 0 or len(items) <= n:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
 
 
 def miou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -52,8 +69,8 @@ def miou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def train_fsb(cfg: TrainFSBConfig) -> dict:
-    train = list_tr_samples(cfg.data, "train")
-    val = list_tr_samples(cfg.data, "val", required=False)[: cfg.val_samples]
+    train = [s for d in cfg.data for s in list_tr_samples(d, "train")]
+    val = spread([s for d in cfg.data for s in list_tr_samples(d, "val", required=False)], cfg.val_samples)
     arch = FSBConfig(channels=cfg.channels, scales=tuple(cfg.scales))
     model = FSB(arch)
     val_x = [(torch.from_numpy(fsb_input(*s.load()[:2]))[None], s.load()[2] > 0.5) for s in val]
@@ -66,21 +83,21 @@ def train_fsb(cfg: TrainFSBConfig) -> dict:
         return fsb_loss(m(x), x[:, :3], x[:, 3:6], mask, cfg.lambda1, cfg.lambda2)
 
     def validate(ema: torch.nn.Module) -> dict:
-        scores = []
+        scores, dev = [], model_device(ema)
         with torch.inference_mode():
             for x, gt in val_x:
-                scores.append(miou(torch.sigmoid(ema(x))[0, 0].numpy() > 0.5, gt))
+                scores.append(miou(torch.sigmoid(ema(x.to(dev)))[0, 0].cpu().numpy() > 0.5, gt))
         return {"val_miou": float(np.mean(scores)) if scores else float("nan"), "val_n": len(scores)}
 
     task = Task(model, arch.to_dict(), draw, loss, validate, recipe="focusstack train fsb")
     loop = LoopConfig(
         out=cfg.out, steps=cfg.steps, lr=cfg.lr, val_every=cfg.val_every, minutes=cfg.minutes, seed=cfg.seed,
-        export=cfg.export, show_progress=cfg.show_progress, threads=cfg.threads,
+        export=cfg.export, show_progress=cfg.show_progress, threads=cfg.threads, device=cfg.device, workers=cfg.workers,
     )
     summary = run_training(task, loop)
     summary["train_samples"], summary["val_samples"] = len(train), len(val)
-    summary["data"] = str(cfg.data)
-    summary["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()}
+    summary["data"] = [str(d) for d in cfg.data]
+    summary["config"] = {k: str(v) if isinstance(v, Path) else ([str(d) for d in v] if k == "data" else v) for k, v in cfg.__dict__.items()}
     return summary
 
 

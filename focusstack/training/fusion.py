@@ -94,11 +94,11 @@ def save_checkpoint(folder: Path, step: int, model, ema, opt, gen_state: torch.T
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / ".tmp"
     tmp.mkdir(exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
     ot, ometa = _flatten_optimizer(opt)
     ot["__rng__"] = gen_state
-    save_file({k: v.contiguous() for k, v in ot.items()}, str(tmp / "optim.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in ot.items()}, str(tmp / "optim.safetensors"))
     (tmp / "state.json").write_text(json.dumps({"step": step, "optim": ometa, "log": log}, indent=1))
     for name in ("model.safetensors", "ema.safetensors", "optim.safetensors", "state.json"):
         (tmp / name).replace(folder / name)

@@ -17,7 +17,7 @@ import torch
 
 from focusstack.networks.keb import KEB, KEBConfig
 from focusstack.training.tr_data import clean_images, keb_batch, list_tr_samples
-from focusstack.training.tr_loop import LoopConfig, Task, run_training
+from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class TrainKEBConfig:
     scales: tuple[int, ...] = field(default_factory=lambda: KEBConfig().scales)
     seed: int = 0
     threads: int = 1
+    device: str = "cpu"
+    workers: int = 0
     export: Path | None = None
     show_progress: bool = True
 
@@ -60,14 +62,14 @@ def train_keb(cfg: TrainKEBConfig) -> dict:
 
     def validate(ema: torch.nn.Module) -> dict:
         with torch.inference_mode():
-            p = ema(vx)
+            p = ema(vx.to(model_device(ema))).cpu()
         err = (p - vs).abs()
         return {"val_mae_px": float(err.mean()), "val_rel_err": float((err / vs).mean())}
 
     task = Task(model, arch.to_dict(), draw, loss, validate, recipe="focusstack train keb")
     loop = LoopConfig(
         out=cfg.out, steps=cfg.steps, lr=cfg.lr, val_every=cfg.val_every, minutes=cfg.minutes, seed=cfg.seed,
-        export=cfg.export, show_progress=cfg.show_progress, threads=cfg.threads,
+        export=cfg.export, show_progress=cfg.show_progress, threads=cfg.threads, device=cfg.device, workers=cfg.workers,
     )
     summary = run_training(task, loop)
     summary["train_samples"], summary["val_samples"] = len(train), len(val)

@@ -5,6 +5,13 @@ an EMA of the weights (validated and exported), checkpoints (safetensors + JSON 
 format as ``train fusion``) every ``ckpt_every`` steps, on a time limit and on Ctrl-C, so a run
 resumes where it stopped. The task (FSB or KEB) supplies the batches, the loss and the
 validation through :class:`Task`.
+
+Devices: ``device="cuda"`` (or ``"auto"``: CUDA when present) trains on the GPU with TF32
+matrix products; batches are still built on the CPU. ``workers=N`` builds them in N worker
+processes (a GPU step is much faster than one process can augment crops); each worker draws
+from its own seeded stream ``(seed, step at start, worker)``, so a run is reproducible for a
+given worker count but differs from a ``workers=0`` run, which draws every batch in the
+training process from one stream.
 """
 
 from __future__ import annotations
@@ -55,13 +62,85 @@ class LoopConfig:
     export: Path | None = None
     show_progress: bool = True
     threads: int = 1
+    device: str = "cpu"  # cpu | cuda | auto
+    workers: int = 0  # batch-building processes; 0: in this process
     extra: dict | None = None  # recorded in the summary and model metadata
+
+
+#: Accepted values of ``LoopConfig.device`` (``--device``).
+TRAIN_DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` | ``cuda`` | ``auto`` -> a torch device; :class:`UsageError` for an unknown name or
+    for ``cuda`` without a CUDA device."""
+    from focusstack.errors import UsageError
+
+    if name not in TRAIN_DEVICES:
+        raise UsageError(f"unknown --device {name!r}", expected=" | ".join(TRAIN_DEVICES), actual=name, fix="pass --device cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            "--device cuda was asked for but no CUDA device is available",
+            expected="a CUDA build of torch and a GPU", actual=f"torch {torch.__version__}", fix="pass --device cpu",
+        )
+    return torch.device(name)
+
+
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches from ``draw(rng)``, one seeded stream per worker process."""
+
+    def __init__(self, draw: Callable[[np.random.Generator], tuple], seed: int, step: int) -> None:
+        self.draw, self.seed, self.step = draw, seed, step
+
+    def __iter__(self):  # noqa: ANN204
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, self.step, info.id if info is not None else 0, 1])
+        while True:
+            yield self.draw(rng)
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def batch_stream(draw: Callable[[np.random.Generator], tuple], rng: np.random.Generator, cfg: LoopConfig, step: int, pin: bool):  # noqa: ANN201
+    """An iterator of batches: drawn here from ``rng`` (``workers=0``) or by worker processes."""
+    if cfg.workers <= 0:
+        while True:
+            yield draw(rng)
+    loader = torch.utils.data.DataLoader(
+        _BatchStream(draw, cfg.seed, step), batch_size=None, num_workers=cfg.workers, pin_memory=pin,
+        prefetch_factor=4, worker_init_fn=_worker_init,
+    )
+    yield from loader
+
+
+def to_device(batch: tuple, device: torch.device) -> tuple:
+    """Move the tensors of a batch tuple to ``device`` (other items unchanged)."""
+    if device.type == "cpu":
+        return batch
+    return tuple(t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter (validation moves its inputs there)."""
+    return next(model.parameters()).device
 
 
 def run_training(task: Task, cfg: LoopConfig) -> dict:
     """Train (or resume from ``out/checkpoint``) and return a summary; see the module docstring."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
@@ -80,7 +159,7 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
     else:
         arch_file.write_text(json.dumps(task.arch, indent=2) + "\n")
     torch.manual_seed(cfg.seed)
-    model = task.model.train()
+    model = task.model.to(device).train()
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
@@ -115,10 +194,11 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
     def checkpoint() -> None:
         save_checkpoint(ckpt, step, model, ema, opt, torch.zeros(1), log)
 
+    batches = batch_stream(task.draw, rng, cfg, step, pin=device.type == "cuda")
     try:
         with progress_bar("training", enabled=cfg.show_progress) as upd:
             while step < cfg.steps:
-                batch = task.draw(rng)
+                batch = to_device(next(batches), device)
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step)
                 loss, info = task.loss(model, batch)
@@ -144,6 +224,8 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
     except KeyboardInterrupt:
         checkpoint()
         raise
+    finally:
+        batches.close()  # stops the worker processes, if any
     if stopped_on_time:
         ema.eval()
         e = entry() | task.validate(ema)
@@ -159,9 +241,10 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
         "last": log[-1] if log else {},
         "recipe": task.recipe,
         "loop": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
     }
     if cfg.export is not None:
-        export_model(ema, task.arch, Path(cfg.export), step, summary)
+        export_model(ema.cpu(), task.arch, Path(cfg.export), step, summary)
     return summary
 
 
