@@ -19,6 +19,7 @@ CPU work (--workers processes); training uses --device (a GPU if present with ``
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import sys
 import time
@@ -75,6 +76,8 @@ def main() -> int:
         )
         r = render_dataset(out, cfg)
         log(f"{name}: {r['rendered']} rendered, {r['skipped']} kept, {r['seconds']:.0f} s")
+    if args.minutes:  # a stuck run prints where every thread is
+        faulthandler.dump_traceback_later(args.minutes * 60 + 120, exit=True)
     cfg = TrainFSBConfig(
         data=tuple(data), out=args.run or args.work / "run", steps=args.steps, minutes=args.minutes, channels=args.channels,
         crop=args.crop, batch_size=args.batch_size, device=args.device, workers=args.workers, threads=0,

@@ -177,23 +177,26 @@ def test_train_fsb_two_datasets_with_batch_workers(tiny_dataset, tmp_path):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
-    assert summary["steps"] == 3 and summary["train_samples"] == 2 * len(__import__("focusstack.training.tr_data", fromlist=["x"]).list_tr_samples(tiny_dataset, "train"))
+    from focusstack.training.tr_data import list_tr_samples
+
+    assert summary["steps"] == 3 and summary["train_samples"] == 2 * len(list_tr_samples(tiny_dataset, "train"))
     assert summary["data"] == [str(tiny_dataset), str(second)] and summary["device"] == "cpu"
     assert np.isfinite(summary["last"]["loss"]) and load_fsb(exp).metadata["trained_steps"] == "3"
+
+
+def _draw_ints(rng):  # top level: worker processes unpickle it
+    return (torch.tensor(rng.integers(0, 1 << 30, 4)),)
 
 
 def test_batch_stream_workers_are_seeded_and_differ_from_each_other():
     from focusstack.training.tr_loop import LoopConfig, batch_stream
 
-    def draw(rng):
-        return (torch.tensor(rng.integers(0, 1 << 30, 4)),)
-
     cfg = LoopConfig(out=Path("."), steps=1, lr=1e-3, workers=2, seed=5)
-    a = [next(it)[0].tolist() for it in [batch_stream(draw, None, cfg, 0, pin=False)] for _ in range(4)]
-    b = [next(it)[0].tolist() for it in [batch_stream(draw, None, cfg, 0, pin=False)] for _ in range(4)]
+    a = [next(it)[0].tolist() for it in [batch_stream(_draw_ints, None, cfg, 0, pin=False)] for _ in range(4)]
+    b = [next(it)[0].tolist() for it in [batch_stream(_draw_ints, None, cfg, 0, pin=False)] for _ in range(4)]
     assert a == b  # same seed, step and worker count: the same batches
     assert len({tuple(x) for x in a}) == 4  # the two workers draw from different streams
-    c = [next(it)[0].tolist() for it in [batch_stream(draw, None, cfg, 7, pin=False)] for _ in range(2)]
+    c = [next(it)[0].tolist() for it in [batch_stream(_draw_ints, None, cfg, 7, pin=False)] for _ in range(2)]
     assert c[0] != a[0]  # a resumed run (another step) does not replay the first batches
 
 

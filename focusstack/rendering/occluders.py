@@ -154,7 +154,7 @@ def make_occluders(out: Path, backgrounds: Path, count: int, size: int = 768, se
             src = pool[int(rng.integers(len(pool)))]
             tex, texture = photo_texture(rng, load_rgb(src.path).astype(np.float32) / 255.0, size), src.id
         rgba = np.dstack([tex, matte])
-        Image.fromarray(np.round(rgba * 255).astype(np.uint8), "RGBA").save(out / name)
+        Image.fromarray(np.round(rgba * 255).astype(np.uint8), "RGBA").save(out / name, compress_level=1)
         records.append({"file": name, "matte": kind, "texture": texture, "split": "val" if name in val_names else "train",
                         "coverage": round(float(matte.mean()), 3)})
     record = {"count": count, "size": size, "seed": seed, "backgrounds": str(backgrounds), "occluders": records}

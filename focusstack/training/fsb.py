@@ -58,6 +58,18 @@ def spread(items: list, n: int) -> list:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
 
 
+@dataclass(frozen=True)
+class FSBDraw:
+    """``draw(rng)`` of the training loop: one augmented FSB batch (picklable, for workers)."""
+
+    samples: list
+    batch_size: int
+    crop: int
+
+    def __call__(self, rng: np.random.Generator) -> tuple:
+        return fsb_batch(self.samples, rng, self.batch_size, self.crop)
+
+
 def miou(pred: np.ndarray, gt: np.ndarray) -> float:
     """Mean of foreground and background IoU of two ``(H, W)`` bool masks."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
@@ -75,8 +87,7 @@ def train_fsb(cfg: TrainFSBConfig) -> dict:
     model = FSB(arch)
     val_x = [(torch.from_numpy(fsb_input(*s.load()[:2]))[None], s.load()[2] > 0.5) for s in val]
 
-    def draw(rng: np.random.Generator) -> tuple:
-        return fsb_batch(train, rng, cfg.batch_size, cfg.crop)
+    draw = FSBDraw(train, cfg.batch_size, cfg.crop)
 
     def loss(m: torch.nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
         x, mask = batch

@@ -44,6 +44,20 @@ class TrainKEBConfig:
     show_progress: bool = True
 
 
+@dataclass(frozen=True)
+class KEBDraw:
+    """``draw(rng)`` of the training loop: one KEB batch (picklable, for workers)."""
+
+    samples: list
+    clean: list
+    batch_size: int
+    crop: int
+    synthetic_share: float
+
+    def __call__(self, rng: np.random.Generator) -> tuple:
+        return keb_batch(self.samples, self.clean, rng, self.batch_size, self.crop, self.synthetic_share)
+
+
 def train_keb(cfg: TrainKEBConfig) -> dict:
     train = list_tr_samples(cfg.data, "train")
     val = list_tr_samples(cfg.data, "val", required=False)
@@ -53,8 +67,7 @@ def train_keb(cfg: TrainKEBConfig) -> dict:
     arch = KEBConfig(channels=cfg.channels, hidden=cfg.hidden, scales=tuple(cfg.scales))
     model = KEB(arch)
 
-    def draw(rng: np.random.Generator) -> tuple:
-        return keb_batch(train, clean, rng, cfg.batch_size, cfg.crop, cfg.synthetic_share)
+    draw = KEBDraw(train, clean, cfg.batch_size, cfg.crop, cfg.synthetic_share)
 
     def loss(m: torch.nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
         x, s = batch

@@ -41,7 +41,7 @@ class Task:
 
     model: torch.nn.Module
     arch: dict
-    draw: Callable[[np.random.Generator], tuple]
+    draw: Callable[[np.random.Generator], tuple]  # picklable (a top-level callable) for workers > 0
     loss: Callable[[torch.nn.Module, tuple], tuple[torch.Tensor, dict]]
     validate: Callable[[torch.nn.Module], dict]
     recipe: str
@@ -113,9 +113,14 @@ def batch_stream(draw: Callable[[np.random.Generator], tuple], rng: np.random.Ge
     if cfg.workers <= 0:
         while True:
             yield draw(rng)
+    import multiprocessing as mp
+
+    # not fork: a forked child of a process whose OpenCV/OpenMP thread pools are running can
+    # deadlock (seen on a 16-core GPU machine); ``draw`` must therefore be picklable
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     loader = torch.utils.data.DataLoader(
         _BatchStream(draw, cfg.seed, step), batch_size=None, num_workers=cfg.workers, pin_memory=pin,
-        prefetch_factor=4, worker_init_fn=_worker_init,
+        prefetch_factor=4, worker_init_fn=_worker_init, multiprocessing_context=method,
     )
     yield from loader
 
