@@ -62,12 +62,13 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--mask-source", default="auto")
     ap.add_argument("--sigma-source", default="auto")
+    ap.add_argument("--fsb", type=Path, help="FSB weights folder (default: models/fsb)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    cfg = RefineConfig(mask_source=args.mask_source, sigma_source=args.sigma_source)
+    cfg = RefineConfig(mask_source=args.mask_source, sigma_source=args.sigma_source, fsb_weights=args.fsb)
     fsb, keb, used = load_refine_networks(cfg)
     samples = [s for s in list_tr_samples(args.data, args.split)][: args.n]
     rows = {k: [] for k in ("decision", "eq9", "init-decision", "init-laplacian", "oracle-eq9")}

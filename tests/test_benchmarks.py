@@ -1,4 +1,4 @@
-"""Every benchmark script imports (a renamed library function must not break one silently) and
+"""Every benchmark and recipe script (benchmarks/, scripts/) imports (a renamed library function must not break one silently) and
 answers --help."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
 
 
 def test_there_are_benchmark_scripts():
