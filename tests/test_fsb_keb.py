@@ -200,12 +200,16 @@ def test_batch_stream_workers_are_seeded_and_differ_from_each_other():
     assert c[0] != a[0]  # a resumed run (another step) does not replay the first batches
 
 
-@pytest.mark.parametrize("device, needle", [("gpu", "cpu | cuda | auto"), ("cuda", "no CUDA device")])
-def test_train_device_errors(tiny_dataset, tmp_path, device, needle):
-    if device == "cuda" and torch.cuda.is_available():
+@pytest.mark.parametrize("option, needle, fix", [
+    (["--device", "gpu"], "cpu | cuda | auto", "--device cpu"),
+    (["--device", "cuda"], "no CUDA device", "--device cpu"),
+    (["--workers", "-1"], "integer >= 0", "--workers 0"),
+])
+def test_train_device_and_worker_errors(tiny_dataset, tmp_path, option, needle, fix):
+    if option[-1] == "cuda" and torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    r = runner.invoke(app, ["train", "keb", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--steps", "1", "--device", device])
-    assert r.exit_code == 2 and needle in r.output and "--device cpu" in r.output
+    r = runner.invoke(app, ["train", "keb", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--steps", "1"] + option)
+    assert r.exit_code == 2 and needle in r.output and fix in r.output
     assert not (tmp_path / "r" / "checkpoint").exists()
 
 

@@ -115,8 +115,9 @@ def batch_stream(draw: Callable[[np.random.Generator], tuple], rng: np.random.Ge
             yield draw(rng)
     import multiprocessing as mp
 
-    # not fork: a forked child of a process whose OpenCV/OpenMP thread pools are running can
-    # deadlock (seen on a 16-core GPU machine); ``draw`` must therefore be picklable
+    # not fork: a run with fork-started workers hung on a 16-core GPU machine (a forked child of
+    # a process whose OpenCV/OpenMP thread pools run can deadlock; the cause was not isolated),
+    # the same run with forkserver did not. ``draw`` must therefore be picklable.
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     loader = torch.utils.data.DataLoader(
         _BatchStream(draw, cfg.seed, step), batch_size=None, num_workers=cfg.workers, pin_memory=pin,
@@ -142,6 +143,10 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if cfg.workers < 0:
+        from focusstack.errors import UsageError
+
+        raise UsageError("--workers must be 0 or more", expected="an integer >= 0", actual=str(cfg.workers), fix="pass --workers 0")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
