@@ -252,3 +252,33 @@ def test_trained_fsb_segments_a_synthetic_pair():
     g = mask > 0.5
     miou = 0.5 * ((p & g).sum() / (p | g).sum() + (~p & ~g).sum() / (~p | ~g).sum())
     assert miou > 0.8, miou
+
+
+@pytest.mark.parametrize("kind", ["fsb", "keb"])
+def test_train_init_warm_starts_from_an_exported_model(tiny_dataset, tmp_path, kind):
+    """--init DIR: the run starts from the folder's weights and architecture; exports count
+    trained_steps on from the folder's; a conflicting --channels is refused, naming the fix."""
+    from safetensors.torch import load_file
+
+    from focusstack.training.tr_loop import warm_start
+
+    load = load_fsb if kind == "fsb" else load_keb
+    base = ["train", kind, "--data", str(tiny_dataset), "--crop", "32", "--batch-size", "2", "-q", "--json"]
+    first = tmp_path / "first"
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "r1"), "--channels", "8", "--steps", "2", "--export", str(first)])
+    assert r.exit_code == 0, r.output
+    model, steps = warm_start(first, load, {"channels": None})
+    saved = load_file(str(first / "model.safetensors"))
+    assert steps == 2 and model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    second = tmp_path / "second"
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "r2"), "--init", str(first), "--steps", "3", "--export", str(second)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["init"] == {"from": str(first), "trained_steps": 2} and summary["steps"] == 3
+    assert load(second).metadata["trained_steps"] == "5"
+    assert json.loads((second / "config.json").read_text())["channels"] == 8  # the folder's width, not the default
+    after = load_file(str(second / "model.safetensors"))
+    assert any(not torch.equal(after[k], saved[k]) for k in saved)  # it trained
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "r3"), "--init", str(first), "--channels", "16", "--steps", "1"])
+    assert r.exit_code != 0 and "--init" in r.output and "drop --channels" in r.output

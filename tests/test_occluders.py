@@ -80,3 +80,32 @@ def test_occluders_render_as_subjects_that_reach_the_frame_edge(tmp_path):
         border = np.concatenate([m[0], m[-1], m[:, 0], m[:, -1]])
         touching += int(border.any())
     assert touching >= 3  # large occluders cross the frame's edges, unlike compact subjects
+
+
+@needs_data
+def test_mixed_backgrounds_have_a_flat_part_and_a_clean_split(tmp_path):
+    from focusstack.rendering.occluders import make_mixed_backgrounds
+
+    out = tmp_path / "mix"
+    rec = make_mixed_backgrounds(out, BACKGROUNDS, 20, size=96, seed=5)
+    files = sorted(out.glob("mixed_*.png"))
+    assert len(files) == 20 and json.loads((out / "mixed.json").read_text()) == rec
+    # each image's split (render-dataset's rule, by its own name) matches its photo's split
+    own_train, own_val = split_sources(discover_backgrounds(out), 0.1, "--backgrounds")
+    bg_train, bg_val = split_sources(discover_backgrounds(BACKGROUNDS), 0.1, "--backgrounds")
+    val_ids, train_ids = {s.id for s in bg_val}, {s.id for s in bg_train}
+    own_val_ids = {s.id for s in own_val}
+    assert own_val_ids and {r["file"] for r in rec["mixed"] if r["split"] == "val"} == own_val_ids
+    for r in rec["mixed"]:
+        assert r["photo"] in (val_ids if r["split"] == "val" else train_ids)
+        assert 0 < r["flat_share"] < 1
+    # the flat part is textureless: its local contrast is far below the photo part's
+    flat_lap, photo_lap = [], []
+    for r, f in zip(rec["mixed"], files):
+        g = np.asarray(Image.open(f).convert("L"), np.float32)
+        lap = np.abs(g[1:-1, 1:-1] * 4 - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])
+        flat_lap.append(np.percentile(lap, 5 + 90 * (1 - r["flat_share"]) / 2))
+        photo_lap.append(np.percentile(lap, 95))
+    assert np.median(flat_lap) < 0.25 * np.median(photo_lap)
+    with pytest.raises(UsageError, match="already holds mixed backgrounds"):
+        make_mixed_backgrounds(out, BACKGROUNDS, 20, size=96, seed=6)

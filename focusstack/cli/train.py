@@ -61,6 +61,8 @@ def _defaults(cls) -> dict:  # noqa: ANN001
 
 from focusstack.training.fsb import TrainFSBConfig  # noqa: E402
 from focusstack.training.keb import TrainKEBConfig  # noqa: E402
+from focusstack.networks.fsb import FSBConfig  # noqa: E402
+from focusstack.networks.keb import KEBConfig  # noqa: E402
 
 _FSB = _defaults(TrainFSBConfig)
 _KEB = _defaults(TrainKEBConfig)
@@ -74,11 +76,12 @@ def fsb(
     batch_size: int = typer.Option(None, "--batch-size", help=f"Crops per step (default {_FSB['batch_size']}).", show_default=False),
     crop: int = typer.Option(None, "--crop", help=f"Crop size in px (default {_FSB['crop']}).", show_default=False),
     lr: float = typer.Option(None, "--lr", help=f"Peak AdamW learning rate (default {_FSB['lr']}).", show_default=False),
-    channels: int = typer.Option(None, "--channels", help=f"Network width (default {_FSB['channels']}).", show_default=False),
+    channels: int = typer.Option(None, "--channels", help=f"Network width (default {FSBConfig.channels}; with --init, the init folder's).", show_default=False),
     minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
     threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_FSB['threads']}).", show_default=False),
     device: str = typer.Option(None, "--device", help=f"cpu | cuda | auto (CUDA when present) (default {_FSB['device']}).", show_default=False),
     workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {_FSB['workers']}). Use several with --device cuda.", show_default=False),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model folder (e.g. models/fsb; its config.json gives the architecture; exported trained_steps count on) when OUT has no checkpoint.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fsb).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -89,7 +92,7 @@ def fsb(
 
     with handle_errors(debug):
         given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=device, workers=workers)
-        summary = train_fsb(TrainFSBConfig(data=tuple(data), out=out, export=export, seed=seed, show_progress=not quiet, **given))
+        summary = train_fsb(TrainFSBConfig(data=tuple(data), out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given))
         if json_out:
             print_json(summary)
 
@@ -102,11 +105,12 @@ def keb(
     batch_size: int = typer.Option(None, "--batch-size", help=f"Crops per step (default {_KEB['batch_size']}).", show_default=False),
     crop: int = typer.Option(None, "--crop", help=f"Crop size in px (default {_KEB['crop']}).", show_default=False),
     lr: float = typer.Option(None, "--lr", help=f"Peak AdamW learning rate (default {_KEB['lr']}).", show_default=False),
-    channels: int = typer.Option(None, "--channels", help=f"Network width (default {_KEB['channels']}).", show_default=False),
+    channels: int = typer.Option(None, "--channels", help=f"Network width (default {KEBConfig.channels}; with --init, the init folder's).", show_default=False),
     minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
     threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_KEB['threads']}).", show_default=False),
     device: str = typer.Option(None, "--device", help=f"cpu | cuda | auto (CUDA when present) (default {_KEB['device']}).", show_default=False),
     workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {_KEB['workers']}). Use several with --device cuda.", show_default=False),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model folder (e.g. models/keb; its config.json gives the architecture; exported trained_steps count on) when OUT has no checkpoint.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/keb).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -117,6 +121,6 @@ def keb(
 
     with handle_errors(debug):
         given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=device, workers=workers)
-        summary = train_keb(TrainKEBConfig(data=data, out=out, export=export, seed=seed, show_progress=not quiet, **given))
+        summary = train_keb(TrainKEBConfig(data=data, out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given))
         if json_out:
             print_json(summary)

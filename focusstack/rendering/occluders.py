@@ -160,3 +160,46 @@ def make_occluders(out: Path, backgrounds: Path, count: int, size: int = 768, se
     record = {"count": count, "size": size, "seed": seed, "backgrounds": str(backgrounds), "occluders": records}
     (out / "occluders.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def make_mixed_backgrounds(out: Path, backgrounds: Path, count: int, size: int = 768, seed: int = 0, val_fraction: float = 0.1) -> dict:
+    """Write ``count`` background photos ``mixed_NNNN.png`` (``size`` px square) into ``out``
+    whose part under an ``edge``/``bars``/``blob`` matte is a flat, textureless colour
+    (:func:`flat_texture`: a wall, a ceiling, a dark stairwell), and a ``mixed.json`` record.
+
+    Why: with flat occluders over fully textured photos, every textureless region a network
+    sees is foreground, and it learns that prior (a real pair's dark, textureless background
+    between railing bars then comes out as foreground). With these as ``--backgrounds``,
+    textureless regions are background too, so only the focus evidence at their borders can
+    tell. Splits as in :func:`make_occluders`: a mixed image's own train/val split (by its file
+    name) decides which split of ``backgrounds`` its photo comes from; pass the same
+    ``val_fraction`` to ``render-dataset``. Refuses an ``out`` that already holds them."""
+    from PIL import Image
+
+    if count < 2 or size < 32:
+        raise UsageError("too few or too small backgrounds", expected="count >= 2 and size >= 32", actual=f"count {count}, size {size}")
+    out = Path(out)
+    if out.is_dir() and any(out.glob("mixed_*.png")):
+        raise UsageError(f"{out} already holds mixed backgrounds", expected="a new or empty folder", actual=str(out), fix="choose another folder")
+    photos = discover_backgrounds(Path(backgrounds))
+    bg_train, bg_val = split_sources(photos, val_fraction, "--backgrounds")
+    names = [f"mixed_{i:04d}.png" for i in range(count)]
+    _, own_val = split_sources([Source(n, n, None, "background") for n in names], val_fraction, "mixed backgrounds")
+    val_names = {s.id for s in own_val}
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    kinds, probs = list(KINDS), np.array(list(KINDS.values()))
+    records = []
+    for name in names:
+        kind = str(rng.choice(kinds, p=probs / probs.sum()))
+        matte = MATTES[kind](rng, size)[..., None]
+        pool = bg_val if name in val_names and bg_val else bg_train
+        src = pool[int(rng.integers(len(pool)))]
+        photo = photo_texture(rng, load_rgb(src.path).astype(np.float32) / 255.0, size)
+        img = photo * (1 - matte) + flat_texture(rng, size) * matte
+        Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8), "RGB").save(out / name, compress_level=1)
+        records.append({"file": name, "flat": kind, "photo": src.id, "split": "val" if name in val_names else "train",
+                        "flat_share": round(float(matte.mean()), 3)})
+    record = {"count": count, "size": size, "seed": seed, "backgrounds": str(backgrounds), "mixed": records}
+    (out / "mixed.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record

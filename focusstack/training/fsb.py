@@ -3,7 +3,9 @@
 Loss: the paper's Eq. 10-11, ``2 L_g + 8 L_m`` (:func:`focusstack.networks.fsb.fsb_loss`).
 Batches: augmented crops from :mod:`focusstack.training.tr_data`. Validation: mean of
 foreground and background IoU (mIoU) of the EMA model's mask (threshold 0.5) on the dataset's
-validation split, whole images, no augmentation.
+validation split, whole images, no augmentation. ``init``: start from an exported FSB folder
+(e.g. ``models/fsb``; its ``config.json`` gives the architecture, see
+:func:`focusstack.training.tr_loop.warm_start`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import torch
 
 from focusstack.networks.fsb import FSB, FSBConfig, fsb_loss
 from focusstack.refinement.features import fsb_input
+from focusstack.refinement.models import load_fsb
 from focusstack.training.tr_data import fsb_batch, list_tr_samples
-from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training
+from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training, warm_start
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,15 @@ class TrainFSBConfig:
     val_every: int = 200
     val_samples: int = 40
     minutes: float = 0.0
-    channels: int = 16
+    #: Network width; None: FSBConfig's default, or the --init folder's width.
+    channels: int | None = None
     scales: tuple[int, ...] = field(default_factory=lambda: FSBConfig().scales)
     seed: int = 0
     threads: int = 1
     device: str = "cpu"
     workers: int = 0
     export: Path | None = None
+    init: Path | None = None
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -83,8 +88,13 @@ def miou(pred: np.ndarray, gt: np.ndarray) -> float:
 def train_fsb(cfg: TrainFSBConfig) -> dict:
     train = [s for d in cfg.data for s in list_tr_samples(d, "train")]
     val = spread([s for d in cfg.data for s in list_tr_samples(d, "val", required=False)], cfg.val_samples)
-    arch = FSBConfig(channels=cfg.channels, scales=tuple(cfg.scales))
-    model = FSB(arch)
+    init_steps = 0
+    if cfg.init is not None:
+        model, init_steps = warm_start(cfg.init, load_fsb, {"channels": cfg.channels})
+        arch = model.cfg
+    else:
+        arch = FSBConfig(channels=cfg.channels or FSBConfig.channels, scales=tuple(cfg.scales))
+        model = FSB(arch)
     val_x = [(torch.from_numpy(fsb_input(*s.load()[:2]))[None], s.load()[2] > 0.5) for s in val]
 
     draw = FSBDraw(train, cfg.batch_size, cfg.crop)
@@ -100,7 +110,7 @@ def train_fsb(cfg: TrainFSBConfig) -> dict:
                 scores.append(miou(torch.sigmoid(ema(x.to(dev)))[0, 0].cpu().numpy() > 0.5, gt))
         return {"val_miou": float(np.mean(scores)) if scores else float("nan"), "val_n": len(scores)}
 
-    task = Task(model, arch.to_dict(), draw, loss, validate, recipe="focusstack train fsb")
+    task = Task(model, arch.to_dict(), draw, loss, validate, recipe="focusstack train fsb", init=cfg.init, init_steps=init_steps)
     loop = LoopConfig(
         out=cfg.out, steps=cfg.steps, lr=cfg.lr, val_every=cfg.val_every, minutes=cfg.minutes, seed=cfg.seed,
         export=cfg.export, show_progress=cfg.show_progress, threads=cfg.threads, device=cfg.device, workers=cfg.workers,

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from focusstack.networks.keb import KEB, KEBConfig
+from focusstack.refinement.models import load_keb
 from focusstack.training.tr_data import clean_images, keb_batch, list_tr_samples
-from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training
+from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training, warm_start
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class TrainKEBConfig:
     val_examples: int = 64
     clean_limit: int = 600
     minutes: float = 0.0
-    channels: int = 32
+    #: Network width; None: KEBConfig's default, or the --init folder's width.
+    channels: int | None = None
     hidden: int = 64
     scales: tuple[int, ...] = field(default_factory=lambda: KEBConfig().scales)
     seed: int = 0
@@ -41,6 +43,7 @@ class TrainKEBConfig:
     device: str = "cpu"
     workers: int = 0
     export: Path | None = None
+    init: Path | None = None
     show_progress: bool = True
 
 
@@ -64,8 +67,13 @@ def train_keb(cfg: TrainKEBConfig) -> dict:
     clean = clean_images(train, cfg.clean_limit)
     vsrc = val or train[-8:]  # a dataset without a validation split is scored on training samples
     vx, vs = keb_batch(vsrc, clean_images(vsrc), np.random.default_rng(12345), cfg.val_examples, cfg.crop, cfg.synthetic_share)
-    arch = KEBConfig(channels=cfg.channels, hidden=cfg.hidden, scales=tuple(cfg.scales))
-    model = KEB(arch)
+    init_steps = 0
+    if cfg.init is not None:
+        model, init_steps = warm_start(cfg.init, load_keb, {"channels": cfg.channels})
+        arch = model.cfg
+    else:
+        arch = KEBConfig(channels=cfg.channels or KEBConfig.channels, hidden=cfg.hidden, scales=tuple(cfg.scales))
+        model = KEB(arch)
 
     draw = KEBDraw(train, clean, cfg.batch_size, cfg.crop, cfg.synthetic_share)
 
@@ -79,7 +87,7 @@ def train_keb(cfg: TrainKEBConfig) -> dict:
         err = (p - vs).abs()
         return {"val_mae_px": float(err.mean()), "val_rel_err": float((err / vs).mean())}
 
-    task = Task(model, arch.to_dict(), draw, loss, validate, recipe="focusstack train keb")
+    task = Task(model, arch.to_dict(), draw, loss, validate, recipe="focusstack train keb", init=cfg.init, init_steps=init_steps)
     loop = LoopConfig(
         out=cfg.out, steps=cfg.steps, lr=cfg.lr, val_every=cfg.val_every, minutes=cfg.minutes, seed=cfg.seed,
         export=cfg.export, show_progress=cfg.show_progress, threads=cfg.threads, device=cfg.device, workers=cfg.workers,

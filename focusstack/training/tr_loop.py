@@ -12,6 +12,11 @@ processes (a GPU step is much faster than one process can augment crops); each w
 from its own seeded stream ``(seed, step at start, worker)``, so a run is reproducible for a
 given worker count but differs from a ``workers=0`` run, which draws every batch in the
 training process from one stream.
+
+Warm start (``--init DIR``, :func:`warm_start`): the run starts from an exported model folder
+(e.g. ``models/fsb``) whose ``config.json`` gives the architecture; exports count their
+``trained_steps`` on from the folder's. A run folder that already holds a checkpoint resumes
+from it instead (``init.json`` there records where the run first started from).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from focusstack.networks.weights import save_model_dir
+from focusstack.networks.weights import LoadedModel, save_model_dir
 from focusstack.progress import progress_bar
 from focusstack.training.fusion import _unflatten_optimizer, save_checkpoint
 from focusstack.training.optim import step_with_ema
@@ -45,6 +50,10 @@ class Task:
     loss: Callable[[torch.nn.Module, tuple], tuple[torch.Tensor, dict]]
     validate: Callable[[torch.nn.Module], dict]
     recipe: str
+    #: Warm start: the exported folder the model's weights came from, and its ``trained_steps``
+    #: (exports count on from there). None / 0 for a run from random weights.
+    init: Path | None = None
+    init_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,15 +136,42 @@ def batch_stream(draw: Callable[[np.random.Generator], tuple], rng: np.random.Ge
 
 
 def to_device(batch: tuple, device: torch.device) -> tuple:
-    """Move the tensors of a batch tuple to ``device`` (other items unchanged)."""
-    if device.type == "cpu":
-        return batch
-    return tuple(t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch)
+    """Move the tensors of a batch tuple to ``device`` (other items unchanged); image batches
+    ``(B, C, H, W)`` go channels_last, the layout the model is trained in (on this project's
+    CPUs a 3x3 convolution's forward and backward run about 1.8x faster in it, measured on the
+    32-channel FSB)."""
+    def move(t: object) -> object:
+        if not isinstance(t, torch.Tensor):
+            return t
+        t = t if device.type == "cpu" else t.to(device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t
+
+    return tuple(move(t) for t in batch)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter (validation moves its inputs there)."""
     return next(model.parameters()).device
+
+
+def warm_start(init: Path, load: Callable[[Path], LoadedModel], requested: dict) -> tuple[torch.nn.Module, int]:
+    """The trainable model of an exported folder (``--init``) and its ``trained_steps``.
+
+    The architecture is the folder's ``config.json``; ``requested`` holds the architecture
+    options the user gave (``{"channels": 32}``, None values skipped): one that differs from the
+    folder's is a :class:`ConfigError` (never a silently different network)."""
+    from focusstack.errors import ConfigError
+
+    loaded = load(Path(init))
+    arch = loaded.model.cfg.to_dict()
+    for name, value in requested.items():
+        if value is not None and arch.get(name) != value:
+            raise ConfigError(
+                f"--{name} {value} differs from the --init model's {name} ({init / 'config.json'})",
+                expected=str(arch.get(name)), actual=str(value),
+                fix=f"drop --{name} (--init gives the architecture), or train from scratch without --init",
+            )
+    return loaded.model.requires_grad_(True).train(), int(loaded.metadata.get("trained_steps", "0") or 0)
 
 
 def run_training(task: Task, cfg: LoopConfig) -> dict:
@@ -168,8 +204,12 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
             )
     else:
         arch_file.write_text(json.dumps(task.arch, indent=2) + "\n")
+    init_file = out / "init.json"
+    if task.init is not None and not (ckpt / "state.json").is_file():
+        init_file.write_text(json.dumps({"from": str(task.init), "trained_steps": task.init_steps}) + "\n")
+    init_steps = json.loads(init_file.read_text())["trained_steps"] if init_file.is_file() else 0
     torch.manual_seed(cfg.seed)
-    model = task.model.to(device).train()
+    model = task.model.to(device).to(memory_format=torch.channels_last).train()
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
@@ -250,11 +290,12 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
         "wall_s": round(wall_before + time.perf_counter() - t0, 1),
         "last": log[-1] if log else {},
         "recipe": task.recipe,
+        "init": json.loads(init_file.read_text()) if init_file.is_file() else None,
         "loop": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
     }
     if cfg.export is not None:
-        export_model(ema.cpu(), task.arch, Path(cfg.export), step, summary)
+        export_model(ema.cpu(), task.arch, Path(cfg.export), init_steps + step, summary)
     return summary
 
 
@@ -274,6 +315,8 @@ def export_checkpoint(run: Path, folder: Path, build: Callable[[dict], torch.nn.
     model = build(arch)
     model.load_state_dict(load_file(str(run / "checkpoint" / "ema.safetensors")))
     last = state["log"][-1] if state["log"] else {}
-    summary = {"steps": state["step"], "wall_s": last.get("wall_s"), "last": last, "recipe": recipe, "exported_from": str(run / "checkpoint")}
-    export_model(model.eval(), arch, Path(folder), int(state["step"]), summary)
+    init = json.loads((run / "init.json").read_text()) if (run / "init.json").is_file() else None
+    steps = int(state["step"]) + (init["trained_steps"] if init else 0)
+    summary = {"steps": state["step"], "init": init, "wall_s": last.get("wall_s"), "last": last, "recipe": recipe, "exported_from": str(run / "checkpoint")}
+    export_model(model.eval(), arch, Path(folder), steps, summary)
     return int(state["step"])
