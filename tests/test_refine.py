@@ -326,3 +326,26 @@ def test_cli_refine_tr_three_frames(tmp_path, monkeypatch):
     with_bg = [p for p in js["pairs"] if "f2.png" in p["near_file"] + p["far_file"]]
     assert len(with_bg) >= 2 and all(p["far_file"].endswith("f2.png") for p in with_bg), js["pairs"]
     assert (tmp_path / "o.jpg").is_file() and (tmp_path / "m.png").is_file()
+
+
+def test_far_share_low_pass_sees_a_blend_of_coarse_levels():
+    """A reconstruction-type fusion with the far frame's fine texture but the two frames' coarse
+    content averaged: the plain fit, led by the texture, calls it far (a ~ 1); the low-passed
+    fit finds the share of the coarse content, which is what carries the diffusion (a ~ 0.5)."""
+    rng = np.random.default_rng(4)
+    h = w = 128
+
+    def coarse() -> np.ndarray:
+        x = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 10.0, borderType=cv2.BORDER_REFLECT_101)
+        return 0.5 + 0.1 * (x - x.mean()) / x.std()
+
+    near_c, far_c = coarse(), coarse()
+    texture = rng.normal(0, 0.2, (h, w, 3)).astype(np.float32)
+    near, far = near_c, far_c + texture
+    r = 0.5 * (near_c + far_c) + texture
+    prior = np.ones((h, w), np.float32)
+    inner = (slice(24, -24), slice(24, -24))
+    plain = far_share_estimate(r, near, far, prior)[inner]
+    low = far_share_estimate(r, near, far, prior, scale=3.0)[inner]
+    assert np.median(plain) > 0.85
+    assert abs(np.median(low) - 0.5) < 0.1

@@ -223,16 +223,35 @@ def estimate_sigma(near: np.ndarray, far: np.ndarray, mask: np.ndarray, source: 
     return sigma, "classical"
 
 
-def far_share_estimate(r_init: np.ndarray, near: np.ndarray, far: np.ndarray, prior: np.ndarray, radius: int = 3, lam: float = 1e-4) -> np.ndarray:
+def far_share_estimate(
+    r_init: np.ndarray, near: np.ndarray, far: np.ndarray, prior: np.ndarray, scale: float = 0.0, radius: int = 3, lam: float = 1e-4
+) -> np.ndarray:
     """Per-pixel share ``a`` in [0, 1] of the far frame in ``r_init ~ near + a (far - near)``:
     box-window least squares over the channels, regularised towards ``prior`` with weight
-    ``lam`` (a flat region, where near = far, keeps the prior). ``(H, W)`` float32."""
+    ``lam`` (a flat region, where near = far, keeps the prior). ``(H, W)`` float32.
+
+    ``scale`` > 0 (px): fit the three images low-passed by a Gaussian of that sigma, in a window
+    of radius ``max(radius, 2 scale)``. The diffusion component is smooth (a blur of ``sigma``),
+    so what Eq. 15 needs is the far frame's share of ``r_init``'s *low* frequencies; a
+    reconstruction-type fusion (a Laplacian pyramid) takes the far frame's fine texture but
+    blends the coarse levels, and the plain fit, led by the texture, calls it all far."""
+    if scale > 0:
+        k = 2 * int(np.ceil(3 * scale)) + 1
+        r_init, near, far = (cv2.GaussianBlur(np.asarray(x, np.float32), (k, k), scale, borderType=cv2.BORDER_REFLECT_101) for x in (r_init, near, far))
+        radius = max(radius, int(round(2 * scale)))
     d = (far - near).astype(np.float32)
     e = (r_init - near).astype(np.float32)
     size = (2 * radius + 1, 2 * radius + 1)
     num = cv2.boxFilter((d * e).sum(axis=2), cv2.CV_32F, size) + lam * prior
     den = cv2.boxFilter((d * d).sum(axis=2), cv2.CV_32F, size) + lam
     return np.clip(num / den, 0.0, 1.0).astype(np.float32)
+
+
+def share_scale(sigma: float) -> float:
+    """The low-pass scale (px) of :func:`far_share_estimate` for a PSF of ``sigma`` px: half of
+    it, at least 1 px (on 60 rendered pairs the band gain of a refined Laplacian fusion was
+    +0.08 dB with sigma / 2, -0.06 with sigma, -0.06 without the low-pass)."""
+    return max(1.0, 0.5 * float(sigma))
 
 
 @dataclass
@@ -293,7 +312,7 @@ def refine_pair(
         if init.shape != near.shape:
             raise StackError("--init must have the frames' size", expected=str(near.shape[:2]), actual=str(init.shape[:2]))
         r_init = init.astype(np.float32)
-        share = far_share_estimate(r_init, near, far, 1.0 - mask)
+        share = far_share_estimate(r_init, near, far, 1.0 - mask, share_scale(sigma))
         info["r_init"] = "file"
     elif config.r_init == "decision":
         from focusstack.engines.decision import compose

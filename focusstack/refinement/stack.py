@@ -34,6 +34,7 @@ from focusstack.refinement.refine import (
     fsb_mask,
     linear_to_srgb,
     refine_boundary,
+    share_scale,
     srgb_to_linear,
 )
 
@@ -95,7 +96,7 @@ def refine_stack(
         else:
             mask = steps.weights[i].astype(np.float32)
         sigma, source = estimate_sigma(near, far, mask, config.sigma_source, keb, config.work_size)
-        share = steps.weights[j] if init is None else far_share_estimate(r_init, near, far, steps.weights[j])
+        share = steps.weights[j] if init is None else far_share_estimate(r_init, near, far, steps.weights[j], share_scale(sigma))
         s = diffusion_component(dec(near), dec(far), mask, sigma, config.epsilon) * share[..., None]
         total += s
         pairs.append({"near": int(i), "far": int(j), "sigma_px": round(float(sigma), 4), "sigma_source": source})
