@@ -121,6 +121,31 @@ def photo_texture(rng: np.random.Generator, photo: np.ndarray, size: int) -> np.
     return np.clip(cv2.resize(crop, (size, size), interpolation=interp), 0, 1).astype(np.float32)
 
 
+def _matted_items(out: Path, backgrounds: Path, count: int, size: int, seed: int, val_fraction: float, stem: str, what: str):  # noqa: ANN202
+    """The set-up shared by :func:`make_occluders` and :func:`make_mixed_backgrounds`: checks the
+    arguments, refuses an ``out`` that already holds ``stem_*.png``, creates it, and yields per
+    item ``(file name, split, rng, matte kind, (S, S) matte, photo pool of that split)``. The
+    items' own split is ``render-dataset``'s rule on their file names, so a val item only ever
+    draws from the val photos of ``backgrounds``; one seeded ``rng`` serves all draws."""
+    if count < 2 or size < 32:
+        raise UsageError(f"too few or too small {what}", expected="count >= 2 and size >= 32", actual=f"count {count}, size {size}")
+    out = Path(out)
+    if out.is_dir() and any(out.glob(f"{stem}_*.png")):
+        raise UsageError(f"{out} already holds {what}", expected="a new or empty folder", actual=str(out), fix="choose another folder")
+    bg_train, bg_val = split_sources(discover_backgrounds(Path(backgrounds)), val_fraction, "--backgrounds")
+    names = [f"{stem}_{i:04d}.png" for i in range(count)]
+    _, own_val = split_sources([Source(n, n, None, "cutout") for n in names], val_fraction, what)
+    val_names = {s.id for s in own_val}
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    kinds, probs = list(KINDS), np.array(list(KINDS.values()))
+    for name in names:
+        kind = str(rng.choice(kinds, p=probs / probs.sum()))
+        matte = MATTES[kind](rng, size)
+        val = name in val_names and bool(bg_val)
+        yield name, "val" if name in val_names else "train", rng, kind, matte, bg_val if val else bg_train
+
+
 def make_occluders(out: Path, backgrounds: Path, count: int, size: int = 768, seed: int = 0, val_fraction: float = 0.1) -> dict:
     """Write ``count`` RGBA cut-outs ``occluder_NNNN.png`` (``size`` px square) into ``out`` and
     an ``occluders.json`` record; return that record.
@@ -130,24 +155,8 @@ def make_occluders(out: Path, backgrounds: Path, count: int, size: int = 768, se
     that already holds occluders (choose a new folder)."""
     from PIL import Image
 
-    if count < 2 or size < 32:
-        raise UsageError("too few or too small occluders", expected="count >= 2 and size >= 32", actual=f"count {count}, size {size}")
-    out = Path(out)
-    if out.is_dir() and any(out.glob("occluder_*.png")):
-        raise UsageError(f"{out} already holds occluders", expected="a new or empty folder", actual=str(out), fix="choose another folder")
-    photos = discover_backgrounds(Path(backgrounds))
-    bg_train, bg_val = split_sources(photos, val_fraction, "--backgrounds")
-    names = [f"occluder_{i:04d}.png" for i in range(count)]
-    occ_train, occ_val = split_sources([Source(n, n, None, "cutout") for n in names], val_fraction, "occluders")
-    val_names = {s.id for s in occ_val}
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    kinds, probs = list(KINDS), np.array(list(KINDS.values()))
-    records = []
-    for name in names:
-        kind = str(rng.choice(kinds, p=probs / probs.sum()))
-        matte = MATTES[kind](rng, size)
-        pool = bg_val if name in val_names and bg_val else bg_train
+    records, out = [], Path(out)
+    for name, split, rng, kind, matte, pool in _matted_items(out, backgrounds, count, size, seed, val_fraction, "occluder", "occluders"):
         if rng.random() < FLAT_SHARE:
             tex, texture = flat_texture(rng, size), "flat"
         else:
@@ -155,7 +164,7 @@ def make_occluders(out: Path, backgrounds: Path, count: int, size: int = 768, se
             tex, texture = photo_texture(rng, load_rgb(src.path).astype(np.float32) / 255.0, size), src.id
         rgba = np.dstack([tex, matte])
         Image.fromarray(np.round(rgba * 255).astype(np.uint8), "RGBA").save(out / name, compress_level=1)
-        records.append({"file": name, "matte": kind, "texture": texture, "split": "val" if name in val_names else "train",
+        records.append({"file": name, "matte": kind, "texture": texture, "split": split,
                         "coverage": round(float(matte.mean()), 3)})
     record = {"count": count, "size": size, "seed": seed, "backgrounds": str(backgrounds), "occluders": records}
     (out / "occluders.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -176,29 +185,14 @@ def make_mixed_backgrounds(out: Path, backgrounds: Path, count: int, size: int =
     ``val_fraction`` to ``render-dataset``. Refuses an ``out`` that already holds them."""
     from PIL import Image
 
-    if count < 2 or size < 32:
-        raise UsageError("too few or too small backgrounds", expected="count >= 2 and size >= 32", actual=f"count {count}, size {size}")
-    out = Path(out)
-    if out.is_dir() and any(out.glob("mixed_*.png")):
-        raise UsageError(f"{out} already holds mixed backgrounds", expected="a new or empty folder", actual=str(out), fix="choose another folder")
-    photos = discover_backgrounds(Path(backgrounds))
-    bg_train, bg_val = split_sources(photos, val_fraction, "--backgrounds")
-    names = [f"mixed_{i:04d}.png" for i in range(count)]
-    _, own_val = split_sources([Source(n, n, None, "background") for n in names], val_fraction, "mixed backgrounds")
-    val_names = {s.id for s in own_val}
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    kinds, probs = list(KINDS), np.array(list(KINDS.values()))
-    records = []
-    for name in names:
-        kind = str(rng.choice(kinds, p=probs / probs.sum()))
-        matte = MATTES[kind](rng, size)[..., None]
-        pool = bg_val if name in val_names and bg_val else bg_train
+    records, out = [], Path(out)
+    for name, split, rng, kind, matte, pool in _matted_items(out, backgrounds, count, size, seed, val_fraction, "mixed", "mixed backgrounds"):
+        matte = matte[..., None]
         src = pool[int(rng.integers(len(pool)))]
         photo = photo_texture(rng, load_rgb(src.path).astype(np.float32) / 255.0, size)
         img = photo * (1 - matte) + flat_texture(rng, size) * matte
         Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8), "RGB").save(out / name, compress_level=1)
-        records.append({"file": name, "flat": kind, "photo": src.id, "split": "val" if name in val_names else "train",
+        records.append({"file": name, "flat": kind, "photo": src.id, "split": split,
                         "flat_share": round(float(matte.mean()), 3)})
     record = {"count": count, "size": size, "seed": seed, "backgrounds": str(backgrounds), "mixed": records}
     (out / "mixed.json").write_text(json.dumps(record, indent=1) + "\n")
