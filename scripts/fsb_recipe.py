@@ -11,7 +11,8 @@ then trains the FSB on their union (``focusstack train fsb --data A --data B --d
 * ``occl``: occluders from :mod:`focusstack.rendering.occluders` (half-planes, bars, blobs,
   a third of them textureless) at 1.0-2.0 of the frame, so that they cross its edges.
 
-The run folder is WORK/run or --run (it resumes: run the script again with --skip-render). Rendering is
+The run folder is WORK/run or --run (it resumes: run the script again with --skip-render);
+``--init models/fsb`` starts a new run from the shipped weights (the architecture is theirs). Rendering is
 CPU work (--workers processes); training uses --device (a GPU if present with ``auto``) with
 --workers batch-building processes.
 """
@@ -55,6 +56,7 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--run", type=Path, help="run folder (default WORK/run)")
     ap.add_argument("--export", type=Path)
+    ap.add_argument("--init", type=Path, help="warm start from an exported FSB (e.g. models/fsb) instead of random weights")
     args = ap.parse_args()
     subjects, backgrounds = args.shared / "data" / "subjects", args.shared / "data" / "backgrounds"
     occ = args.work / "occluders"
@@ -81,7 +83,7 @@ def main() -> int:
     cfg = TrainFSBConfig(
         data=tuple(data), out=args.run or args.work / "run", steps=args.steps, minutes=args.minutes, channels=args.channels,
         crop=args.crop, batch_size=args.batch_size, device=args.device, workers=args.workers, threads=0,
-        val_every=500, val_samples=60, export=args.export, show_progress=False,
+        val_every=500, val_samples=60, export=args.export, init=args.init, show_progress=False,
     )
     summary = train_fsb(cfg)
     log(f"trained to step {summary['steps']} in {summary['wall_s']} s on {summary['device']}: {summary['last']}")
