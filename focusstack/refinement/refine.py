@@ -33,8 +33,8 @@ adds the file I/O of the CLI):
    frame, which carries the diffusion; ``a`` (``far_share``) is the far frame's share of
    ``R_init`` at each pixel: 1 for Eq. 9 (plain Eq. 15), the far frame's soft decision weight for
    the decision engine, and for a file a local least-squares estimate of ``R_init ~ near +
-   a (far - near)`` on the images low-passed at ``sigma / 2`` (regularised towards ``1 - M``). Where ``R_init`` took the near frame there is
-   no diffusion to remove.
+   a (far - near)`` on the images low-passed at ``sigma / 2`` (regularised towards ``1 - M``).
+   Where ``R_init`` took the near frame there is no diffusion to remove.
 
 All images ``(H, W, 3)`` float32 in [0, 1]; masks ``(H, W)`` float32 in [0, 1], 1 = foreground.
 """

@@ -142,8 +142,8 @@ def _matted_items(out: Path, backgrounds: Path, count: int, size: int, seed: int
     for name in names:
         kind = str(rng.choice(kinds, p=probs / probs.sum()))
         matte = MATTES[kind](rng, size)
-        val = name in val_names and bool(bg_val)
-        yield name, "val" if name in val_names else "train", rng, kind, matte, bg_val if val else bg_train
+        split = "val" if name in val_names else "train"
+        yield name, split, rng, kind, matte, bg_val if split == "val" and bg_val else bg_train
 
 
 def make_occluders(out: Path, backgrounds: Path, count: int, size: int = 768, seed: int = 0, val_fraction: float = 0.1) -> dict:
