@@ -88,13 +88,8 @@ def miou(pred: np.ndarray, gt: np.ndarray) -> float:
 def train_fsb(cfg: TrainFSBConfig) -> dict:
     train = [s for d in cfg.data for s in list_tr_samples(d, "train")]
     val = spread([s for d in cfg.data for s in list_tr_samples(d, "val", required=False)], cfg.val_samples)
-    init_steps = 0
-    if cfg.init is not None:
-        model, init_steps = warm_start(cfg.init, load_fsb, {"channels": cfg.channels})
-        arch = model.cfg
-    else:
-        arch = FSBConfig(channels=cfg.channels or FSBConfig.channels, scales=tuple(cfg.scales))
-        model = FSB(arch)
+    model, init_steps = warm_start(cfg.init, load_fsb, {"channels": cfg.channels}, lambda: FSB(FSBConfig(channels=cfg.channels or FSBConfig.channels, scales=tuple(cfg.scales))))
+    arch = model.cfg
     val_x = [(torch.from_numpy(fsb_input(*s.load()[:2]))[None], s.load()[2] > 0.5) for s in val]
 
     draw = FSBDraw(train, cfg.batch_size, cfg.crop)

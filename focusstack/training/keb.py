@@ -67,13 +67,8 @@ def train_keb(cfg: TrainKEBConfig) -> dict:
     clean = clean_images(train, cfg.clean_limit)
     vsrc = val or train[-8:]  # a dataset without a validation split is scored on training samples
     vx, vs = keb_batch(vsrc, clean_images(vsrc), np.random.default_rng(12345), cfg.val_examples, cfg.crop, cfg.synthetic_share)
-    init_steps = 0
-    if cfg.init is not None:
-        model, init_steps = warm_start(cfg.init, load_keb, {"channels": cfg.channels})
-        arch = model.cfg
-    else:
-        arch = KEBConfig(channels=cfg.channels or KEBConfig.channels, hidden=cfg.hidden, scales=tuple(cfg.scales))
-        model = KEB(arch)
+    model, init_steps = warm_start(cfg.init, load_keb, {"channels": cfg.channels}, lambda: KEB(KEBConfig(channels=cfg.channels or KEBConfig.channels, hidden=cfg.hidden, scales=tuple(cfg.scales))))
+    arch = model.cfg
 
     draw = KEBDraw(train, clean, cfg.batch_size, cfg.crop, cfg.synthetic_share)
 

@@ -154,14 +154,21 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def warm_start(init: Path, load: Callable[[Path], LoadedModel], requested: dict) -> tuple[torch.nn.Module, int]:
-    """The trainable model of an exported folder (``--init``) and its ``trained_steps``.
+def warm_start(
+    init: Path | None, load: Callable[[Path], LoadedModel], requested: dict, fresh: Callable[[], torch.nn.Module] | None = None
+) -> tuple[torch.nn.Module, int]:
+    """The model a run starts from, and the ``trained_steps`` it already has: ``fresh()`` and 0
+    without ``init``, else the trainable model of the exported folder ``init`` (``--init``).
 
-    The architecture is the folder's ``config.json``; ``requested`` holds the architecture
-    options the user gave (``{"channels": 32}``, None values skipped): one that differs from the
-    folder's is a :class:`ConfigError` (never a silently different network)."""
+    With ``init`` the architecture is the folder's ``config.json``; ``requested`` holds the
+    architecture options the user gave (``{"channels": 32}``, None values skipped): one that
+    differs from the folder's is a :class:`ConfigError` (never a silently different network)."""
     from focusstack.errors import ConfigError
 
+    if init is None:
+        if fresh is None:
+            raise ValueError("warm_start needs init or fresh")
+        return fresh(), 0
     loaded = load(Path(init))
     arch = loaded.model.cfg.to_dict()
     for name, value in requested.items():
@@ -172,6 +179,12 @@ def warm_start(init: Path, load: Callable[[Path], LoadedModel], requested: dict)
                 fix=f"drop --{name} (--init gives the architecture), or train from scratch without --init",
             )
     return loaded.model.requires_grad_(True).train(), int(loaded.metadata.get("trained_steps", "0") or 0)
+
+
+def _read_init(run: Path) -> dict | None:
+    """``run/init.json`` (where a warm-started run began), or None for a run from scratch."""
+    f = Path(run) / "init.json"
+    return json.loads(f.read_text()) if f.is_file() else None
 
 
 def run_training(task: Task, cfg: LoopConfig) -> dict:
@@ -204,10 +217,9 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
             )
     else:
         arch_file.write_text(json.dumps(task.arch, indent=2) + "\n")
-    init_file = out / "init.json"
     if task.init is not None and not (ckpt / "state.json").is_file():
-        init_file.write_text(json.dumps({"from": str(task.init), "trained_steps": task.init_steps}) + "\n")
-    init_steps = json.loads(init_file.read_text())["trained_steps"] if init_file.is_file() else 0
+        (out / "init.json").write_text(json.dumps({"from": str(task.init), "trained_steps": task.init_steps}) + "\n")
+    init = _read_init(out)
     torch.manual_seed(cfg.seed)
     model = task.model.to(device).to(memory_format=torch.channels_last).train()
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -290,12 +302,12 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
         "wall_s": round(wall_before + time.perf_counter() - t0, 1),
         "last": log[-1] if log else {},
         "recipe": task.recipe,
-        "init": json.loads(init_file.read_text()) if init_file.is_file() else None,
+        "init": init,
         "loop": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
     }
     if cfg.export is not None:
-        export_model(ema.cpu(), task.arch, Path(cfg.export), init_steps + step, summary)
+        export_model(ema.cpu(), task.arch, Path(cfg.export), (init["trained_steps"] if init else 0) + step, summary)
     return summary
 
 
@@ -315,7 +327,7 @@ def export_checkpoint(run: Path, folder: Path, build: Callable[[dict], torch.nn.
     model = build(arch)
     model.load_state_dict(load_file(str(run / "checkpoint" / "ema.safetensors")))
     last = state["log"][-1] if state["log"] else {}
-    init = json.loads((run / "init.json").read_text()) if (run / "init.json").is_file() else None
+    init = _read_init(run)
     steps = int(state["step"]) + (init["trained_steps"] if init else 0)
     summary = {"steps": state["step"], "init": init, "wall_s": last.get("wall_s"), "last": last, "recipe": recipe, "exported_from": str(run / "checkpoint")}
     export_model(model.eval(), arch, Path(folder), steps, summary)
