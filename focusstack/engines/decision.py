@@ -10,12 +10,13 @@ Pipeline (each step is a function below; :class:`DecisionEngine` chains them):
 
 1. :func:`focus_measures` (``focusstack.engines.focus``): multi-scale log sum-modified-Laplacian
    of every frame's luminance, ``(K, H, W)``.
-2. :func:`initial_decision`: argmax over frames, and the margin between the best and the
-   second-best measure (a mean log energy ratio, 0 where frames tie).
-3. :func:`consistency_check`: a margin-weighted majority filter; pixels with too little evidence
-   in their neighbourhood (flat regions: every frame shows the same flat colour) take the label
-   of the nearest decided pixel; regions smaller than ``min_region`` of the image are given to
-   their neighbours; a last plain majority filter smooths the boundaries.
+2. Aggregation and :func:`initial_decision`: each measure is Gaussian-smoothed (sigma
+   ``aggregate`` of the shorter side), then the argmax over frames.
+3. :func:`consistency_check`: the evidence is the spread of the measures, best minus *worst*
+   (:func:`focus_evidence`): frames tied for sharpest are a decision between them, not a lack
+   of evidence. Only where the windowed spread is below ``min_evidence`` (flat regions: every
+   frame shows the same flat colour) does a pixel take the label of the nearest decided pixel.
+   An evidence-weighted majority filter and small-region removal exist but are off by default.
 4. :func:`refine_weights`: one-hot maps of the labels, guided-filtered (He et al. 2010) with the
    frames' mean luminance as guide inside a band around the label boundaries, so the soft
    boundary follows image edges; exact 0/1 outside the band.
@@ -61,15 +62,25 @@ class DecisionConfig:
     window: int = 7
     #: Noise std (in [0, 1] units) under which detail counts as noise (focus measure floor).
     noise_sigma: float = 1.5 / 255.0
-    #: Radius of the margin-weighted majority filter, as a fraction of the shorter side.
-    majority: float = 0.01
-    #: Mean log energy ratio a neighbourhood needs to keep its own decision; below it the
-    #: pixel takes the nearest decided label (flat regions). 0 disables the fill.
+    #: Sigma of the Gaussian that aggregates each frame's focus measure before the argmax, as a
+    #: fraction of the shorter side (at least 1 px): a pixel is decided by its neighbourhood.
+    aggregate: float = 0.006
+    #: Radius of the window over which the evidence (best minus *worst* measure, see
+    #: :func:`focus_evidence`) is averaged, as a fraction of the shorter side.
+    evidence_radius: float = 0.01
+    #: Mean log energy ratio between the sharpest and the blurriest frame that a neighbourhood
+    #: needs to keep its own decision; below it every frame shows the same flat colour and the
+    #: pixel takes the nearest decided label. 0 disables the fill.
     min_evidence: float = 0.05
-    #: Connected regions of one label smaller than this fraction of the image are reassigned.
-    min_region: float = 0.005
-    #: Guided filter radius (fraction of the shorter side) and regularisation (guide in [0, 1]).
-    guide_radius: float = 0.008
+    #: Radius of an evidence-weighted majority filter (fraction of the shorter side); 0 = off.
+    #: Off by default: on devbench it cost 0.2 dB (it erodes thin sharp structures).
+    majority: float = 0.0
+    #: Connected regions of one label smaller than this fraction of the image are reassigned;
+    #: 0 = off. Off by default: frames tied for sharpest split a region into many small ones,
+    #: and reassigning those handed sharp regions to a blurred neighbour (devbench: -1.9 dB).
+    min_region: float = 0.0
+    #: Guided filter radius (fraction of the shorter side, at least 2 px) and regularisation.
+    guide_radius: float = 0.004
     guide_eps: float = 1e-3
     #: Energy ratio between the chosen frame and the best other one at which confidence is 1.
     confidence_ratio: float = 2.0
@@ -81,7 +92,7 @@ class DecisionConfig:
             raise ValueError(f"window must be >= 1, got {self.window}")
         if self.noise_sigma <= 0:
             raise ValueError(f"noise_sigma must be > 0, got {self.noise_sigma}")
-        for name in ("majority", "min_region", "guide_radius"):
+        for name in ("aggregate", "evidence_radius", "majority", "min_region", "guide_radius"):
             v = getattr(self, name)
             if not 0.0 <= v < 0.5:
                 raise ValueError(f"{name} must be in [0, 0.5), got {v}")
@@ -175,6 +186,21 @@ def initial_decision(measures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, best
 
 
+def focus_evidence(measures: np.ndarray) -> np.ndarray:
+    """``(K, H, W)`` float32 focus measures -> ``(H, W)`` float32 >= 0: best minus *worst*.
+
+    This, not the margin over the second best, is the evidence that a pixel is decided. Where
+    two frames are both sharp (neighbouring focus planes, a far background that several frames
+    see sharp) the margin over the second best is near zero, yet the pixel is decided: either
+    sharp frame is right, and what matters is that the chosen one stands above the frames that
+    are clearly blurrier. Only where *every* frame measures the same (a flat region, where all
+    frames show the same colour) is there no evidence. Measured on devbench devA: filling
+    ties as undecided (margin over the second best) gave 32.6 dB, this gives 40.3 dB.
+    """
+    _check_stack(measures, "measures")
+    return (measures.max(axis=0) - measures.min(axis=0)).astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # step 3: consistency check
 
@@ -243,39 +269,46 @@ def remove_small_regions(labels: np.ndarray, min_area: int) -> np.ndarray:
 
 def consistency_check(
     labels: np.ndarray,
-    margin: np.ndarray,
+    evidence: np.ndarray,
     num_labels: int,
     *,
-    radius: int,
+    radius: int = 0,
     min_evidence: float,
-    min_area: int,
+    min_area: int = 0,
+    evidence_radius: int = 2,
 ) -> np.ndarray:
     """Clean a raw decision map. See the module docstring (step 3).
 
     Args:
         labels: ``(H, W)`` uint8 raw argmax labels.
-        margin: ``(H, W)`` float32 >= 0, the best-minus-second focus margin (the vote weight).
+        evidence: ``(H, W)`` float32 >= 0, the best-minus-worst focus spread
+            (:func:`focus_evidence`).
         num_labels: number of frames ``K``.
-        radius: majority filter radius in pixels.
-        min_evidence: net weighted vote below which a pixel is filled from its decided neighbours.
-        min_area: regions smaller than this (pixels) are reassigned.
+        radius: evidence-weighted majority filter radius in pixels (0: none).
+        min_evidence: mean evidence over a ``(2 evidence_radius + 1)^2`` window below which a
+            pixel is filled from its nearest decided pixel (0: no fill).
+        min_area: regions smaller than this (pixels) are reassigned (0: none).
+        evidence_radius: radius (px) of the evidence window.
 
     Returns:
         ``(H, W)`` uint8 labels in ``[0, K)``.
     """
     _check_stack(labels, "labels", ndim=2)
-    if margin.shape != labels.shape:
-        raise ValueError(f"margin must match labels, got {margin.shape} and {labels.shape}")
+    if evidence.shape != labels.shape:
+        raise ValueError(f"evidence must match labels, got {evidence.shape} and {labels.shape}")
     if num_labels < 2:
         return np.zeros_like(labels)
-    voted, net = majority_filter(labels, num_labels, radius, weights=margin)
+    voted = labels
+    if radius >= 1:
+        voted, _ = majority_filter(labels, num_labels, radius, weights=evidence)
     if min_evidence > 0:
+        r = max(0, int(evidence_radius))
+        net = cv2.blur(evidence, (2 * r + 1, 2 * r + 1), borderType=_BORDER) if r else evidence
         voted = _nearest_fill(voted, net >= min_evidence)
-    del net
-    voted = remove_small_regions(voted, min_area)
-    smooth_r = max(1, radius // 2)
-    voted, _ = majority_filter(voted, num_labels, smooth_r)
-    return remove_small_regions(voted, min_area)
+        del net
+    if min_area > 1:
+        voted = remove_small_regions(voted, min_area)
+    return voted
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,16 +540,23 @@ def _run(
         tick()
     guide *= np.float32(1.0 / k)
 
-    # 2-3. decision and consistency.
+    # 2-3. aggregation, decision and consistency.
+    agg = max(1.0, config.aggregate * min(h, w)) if config.aggregate > 0 else 0.0
+    if agg:
+        for i in range(k):
+            measures[i] = cv2.GaussianBlur(measures[i], (0, 0), agg, borderType=_BORDER)
     raw_labels, margin = initial_decision(measures)
+    evidence = focus_evidence(measures)
     labels = consistency_check(
         raw_labels,
-        margin,
+        evidence,
         k,
-        radius=config.pixels(config.majority, (h, w), 2),
+        radius=config.pixels(config.majority, (h, w), 2) if config.majority > 0 else 0,
         min_evidence=config.min_evidence,
         min_area=int(round(config.min_region * h * w)),
+        evidence_radius=config.pixels(config.evidence_radius, (h, w), 2),
     )
+    del evidence
     tick()
 
     # 4. soft boundaries.
@@ -541,7 +581,7 @@ def _run(
             confidence=confidence,
             guide=guide,
             fused=fused,
-            params={"guide_radius_px": gr, "majority_radius_px": config.pixels(config.majority, (h, w), 2)},
+            params={"guide_radius_px": gr, "aggregate_sigma_px": round(float(agg), 3)},
         )
     return fused, steps, confidence
 
