@@ -15,6 +15,19 @@ from focusstack.errors import ConfigError
 #: hybrid (default): source pixels where a frame is sharp, TR refinement at transitions, VAEEDOF
 #: where no frame is; vaeedof: the VAEEDOF paper, pure; decision: the TR paper's decision fusion.
 ENGINES = ("hybrid", "vaeedof", "decision")
+#: Trained FSB/KEB folders (refine-tr, hybrid); else models/fsb, models/keb.
+FSB_DIR_ENV = "FOCUSSTACK_FSB_DIR"
+KEB_DIR_ENV = "FOCUSSTACK_KEB_DIR"
+#: The weights file of every exported model folder (beside config.json and SHA256SUMS).
+MODEL_WEIGHTS_FILE = "model.safetensors"
+#: Every part that can be exported. The ONNX backend runs the split parts (``BACKEND_PARTS``);
+#: ``encoder`` and ``decoder`` are the whole autoencoder halves, for use outside focusstack.
+PARTS = ("encoder_local", "encoder_global", "decoder_global", "decoder_local", "fusion", "encoder", "decoder")
+BACKEND_PARTS = ("encoder_local", "encoder_global", "decoder_global", "decoder_local", "fusion")
+#: Max abs difference allowed between ONNX Runtime and torch (fp32) on the verification input.
+#: Measured: about 3e-6 (encoder, decoder) and 1e-6 (Fusion U-Net).
+TOLERANCE = 1e-3
+
 BACKENDS = ("torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -113,6 +126,21 @@ class AlignConfig:
     max_step: float = 0.1
     #: Lowest ECC correlation accepted between neighbouring frames.
     min_correlation: float = 0.2
+    #: Verification of every pairwise transform against the identity (docs/align.md): both
+    #: frames are low-passed (Gaussian, sigma this fraction of the working image's long side,
+    #: so defocus differences matter little) and compared by 1 - normalised cross-correlation.
+    verify_sigma: float = 0.005
+    #: A transform is kept only when it lowers that residual to at most this share of the
+    #: identity's; otherwise the frame is taken as registered already (ECC on differently
+    #: defocused, registered frames drifts by up to 15 px while lowering it to 0.81-1.4x;
+    #: real shifts and focus breathing of 1-2 % lower it to below 0.65x on devA).
+    verify_ratio: float = 0.7
+    #: ... and lowers it by at least this much in absolute terms (a registered pair matches to
+    #: within 0.001 already; a shift of a few px leaves 0.0014 to 0.05).
+    verify_min_gain: float = 0.001
+    #: Below this low-pass correlation with its neighbour, under the identity and the estimated
+    #: transform alike, a frame does not belong to the stack (a stray shot): an error.
+    stray_correlation: float = 0.5
 
     def __post_init__(self) -> None:
         if self.model not in ALIGN_MODELS:
@@ -135,6 +163,12 @@ class AlignConfig:
             raise ConfigError("alignment iterations must be >= 1", expected=">= 1", actual=str(self.iterations))
         if not 0.0 < self.max_step <= 1.0:
             raise ConfigError("alignment max_step out of range", expected="0 < max_step <= 1", actual=str(self.max_step))
+        if not (0.0 < self.verify_sigma < 0.1 and 0.0 < self.verify_ratio <= 1.0 and -1.0 <= self.stray_correlation < 1.0):
+            raise ConfigError(
+                "alignment verification settings out of range",
+                expected="0 < verify_sigma < 0.1, 0 < verify_ratio <= 1, -1 <= stray_correlation < 1",
+                actual=f"{self.verify_sigma}, {self.verify_ratio}, {self.stray_correlation}",
+            )
 
 
 @dataclass(frozen=True)

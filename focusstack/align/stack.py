@@ -18,6 +18,7 @@ Pass 2 (:class:`FramePreparer`) reads a frame when a slab needs it, warps it int
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from focusstack.io import Frame
 from focusstack.longstack import FocusOrder, energy_map, focus_order, grid_from_energy
 
 __all__ = ["FramePreparer", "StackAnalysis", "analyse_stack"]
+
+log = logging.getLogger("focusstack.align")
 
 Reader = Callable[[Path], Frame]
 Advance = Callable[[int, int], None]
@@ -75,6 +78,9 @@ class StackAnalysis:
     icc: bytes | None = None
     cache: dict[int, Frame] = field(default_factory=dict)
     reads: int = 0
+    #: Per frame (name order): the verdict on its transform to its focus neighbour (None for
+    #: the first frame of the chain or with alignment off); see :class:`PairCheck`.
+    checks: list[dict | None] = field(default_factory=list)
 
     def frame_report(self, k: int) -> dict:
         t = self.transforms[k]
@@ -83,6 +89,7 @@ class StackAnalysis:
             "matrix": [[round(float(v), 8) for v in row] for row in t],
             "corner_shift_px": round(corner_shift(t, self.width, self.height), 4),
             "correlation": None if self.correlations[k] is None else round(self.correlations[k], 4),
+            "check": self.checks[k] if k < len(self.checks) else None,
         }
 
 
@@ -99,47 +106,127 @@ def _working_gray(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, np.nda
     return small, downscale_matrix(ws / w, hs / h)
 
 
+def lowpass_residual(fixed: np.ndarray, moving: np.ndarray, t: np.ndarray, sigma: float) -> tuple[float, float]:
+    """How well ``moving`` warped by ``t`` matches ``fixed`` on structure both frames share.
+
+    Args:
+        fixed, moving: ``(h, w)`` float32 grey images in [0, 1] of one size (working size).
+        t: ``(3, 3)`` moving -> fixed pixels of that size.
+        sigma: Gaussian low-pass (px); defocus changes the fine detail of a frame, not its
+            low frequencies, so this compares what the frames have in common.
+
+    Returns:
+        ``(1 - ncc, ncc)`` over the pixels that the warp covers, away from the border.
+    """
+    h, w = fixed.shape
+    warped = cv2.warpPerspective(moving, t, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    cover = cv2.warpPerspective(np.ones_like(moving), t, (w, h), flags=cv2.INTER_NEAREST, borderValue=0.0) > 0.5
+    m = max(2, int(round(2 * sigma)))
+    cover[:m] = cover[-m:] = False
+    cover[:, :m] = cover[:, -m:] = False
+    if cover.sum() < 64:
+        return 1.0, 0.0
+    a = cv2.GaussianBlur(fixed, (0, 0), sigma)[cover].astype(np.float64)
+    b = cv2.GaussianBlur(warped, (0, 0), sigma)[cover].astype(np.float64)
+    a -= a.mean()
+    b -= b.mean()
+    den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    ncc = float((a * b).sum()) / den if den > 0 else 1.0  # two flat frames match
+    return 1.0 - ncc, ncc
+
+
+@dataclass
+class PairCheck:
+    """The verdict on one pairwise transform: ``status`` is ``"aligned"`` (kept),
+    ``"identity"`` (no measurable gain over the identity: registered already) or ``"uncertain"``
+    (registration failed or drifted: the identity is used, with a warning); residual ratio
+    and the low-pass correlations under the identity and the transform."""
+
+    status: str
+    ratio: float
+    ncc_identity: float
+    ncc_transform: float
+    stray: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "residual_ratio": round(self.ratio, 4),
+            "lowpass_ncc_identity": round(self.ncc_identity, 4),
+            "lowpass_ncc_transform": round(self.ncc_transform, 4),
+        }
+
+
 class _Chain:
-    """Registers each frame fed to it against the previous one (pass 1)."""
+    """Registers each frame fed to it against the previous one (pass 1), and verifies every
+    transform against the identity (:func:`lowpass_residual`)."""
 
     def __init__(self, config: AlignConfig) -> None:
         self.config = config
-        self.prev: tuple[list, str] | None = None
+        self.prev: tuple[list, str, np.ndarray, np.ndarray] | None = None
         self.pairs: list[tuple[np.ndarray, float]] = []  # T_prev<-cur (full res), correlation
-        self.error: StackError | None = None  # the first pair that failed
+        self.checks: list[PairCheck] = []
+        self.error: StackError | None = None  # the first pair that failed (a stray frame)
 
     def feed(self, gray: np.ndarray, to_working: np.ndarray, name: str) -> None:
-        pyr = build_pyramid(gray, self.config.min_side)
+        cfg = self.config
+        pyr = build_pyramid(gray, cfg.min_side)
         if self.prev is not None:
-            prev_pyr, prev_name = self.prev
-            try:
-                res = register_pair(prev_pyr, pyr, self.config.model, iterations=self.config.iterations, names=(prev_name, name))
-                self.pairs.append((rescale_transform(res.transform, to_working), res.correlation))
-            except StackError as exc:  # reported only if this chain is the one used
-                self.error = self.error or exc
-                self.pairs.append((np.eye(3), float("nan")))
-        self.prev = (pyr, name)
+            prev_pyr, prev_name, prev_gray, _ = self.prev
+            sigma = max(1.0, cfg.verify_sigma * max(gray.shape))
+            h, w = gray.shape
+            e_id, ncc_id = lowpass_residual(prev_gray, gray, np.eye(3), sigma)
+            best = None
+            # first on the band-passed pyramids; if that does not verify, once more on
+            # low-passed images (strong defocus leaves little shared band-pass detail)
+            for attempt in ("bandpass", "lowpass"):
+                if attempt == "lowpass":
+                    if e_id < 2 * cfg.verify_min_gain:
+                        break
+                    blur = lambda g: cv2.GaussianBlur(g, (0, 0), sigma)  # noqa: E731
+                    fixed_pyr, moving_pyr = build_pyramid(blur(prev_gray), cfg.min_side), build_pyramid(blur(gray), cfg.min_side)
+                else:
+                    fixed_pyr, moving_pyr = prev_pyr, pyr
+                try:
+                    res = register_pair(fixed_pyr, moving_pyr, cfg.model, iterations=cfg.iterations, names=(prev_name, name))
+                    t_work, rho = res.transform, res.correlation
+                except StackError:
+                    t_work, rho = np.eye(3), float("nan")
+                e_t, ncc_t = lowpass_residual(prev_gray, gray, t_work, sigma)
+                plausible = bool(
+                    np.all(np.isfinite(t_work)) and np.isfinite(rho) and rho >= cfg.min_correlation
+                    and corner_shift(t_work, w, h) <= cfg.max_step * math.hypot(w, h)
+                )
+                ratio = e_t / e_id if e_id > 1e-9 else 1.0
+                ok = plausible and ratio <= cfg.verify_ratio and e_id - e_t >= cfg.verify_min_gain
+                if best is None or ok or (plausible and not best[4] and ratio < best[2]):
+                    best = (t_work, rho, ratio, ncc_t, ok, plausible)
+                if ok:
+                    break
+            t_work, rho, ratio, ncc_t, ok, plausible = best
+            if ok:
+                status = "aligned"
+            elif plausible or ratio >= 0.98 or e_id < 2 * cfg.verify_min_gain:
+                # ECC found a transform, but it does not match better than the identity: the
+                # frames are registered already (ECC drifts on differently defocused frames)
+                status = "identity"
+            else:
+                status = "uncertain"  # ECC failed and the frames differ: the identity, warned
+            stray = max(ncc_id, ncc_t if plausible else -1.0) < cfg.stray_correlation
+            self.checks.append(PairCheck(status, float(ratio), ncc_id, ncc_t, stray))
+            if stray and self.error is None:
+                self.error = StackError(
+                    f"alignment failed for frame {name}: it does not match its focus neighbour {prev_name}",
+                    expected=f"a low-pass correlation of at least {cfg.stray_correlation} with the neighbouring frame",
+                    actual=f"{ncc_id:.3f} as the frames are, {ncc_t:.3f} after registration",
+                    fix="check that this frame belongs to the stack (a stray shot?) and remove it",
+                )
+            keep = rescale_transform(t_work, to_working) if status == "aligned" else np.eye(3)
+            self.pairs.append((keep, float(rho) if np.isfinite(rho) else 0.0))
+        self.prev = (pyr, name, gray, to_working)
 
     def plausible(self, w: int, h: int) -> bool:
-        limit = self.config.max_step * math.hypot(w, h)
-        return self.error is None and all(
-            np.isfinite(rho) and rho >= self.config.min_correlation and corner_shift(t, w, h) <= limit
-            for t, rho in self.pairs
-        )
-
-
-def _check_pair(t: np.ndarray, rho: float, config: AlignConfig, w: int, h: int, fixed: str, moving: str) -> None:
-    step = corner_shift(t, w, h)
-    limit = config.max_step * math.hypot(w, h)
-    if not np.all(np.isfinite(t)) or step > limit or not rho >= config.min_correlation:
-        raise StackError(
-            f"alignment failed for frame {moving} (registered against its focus neighbour {fixed})",
-            expected=f"a corner shift of at most {limit:.0f} px and an ECC correlation of at least "
-            f"{config.min_correlation}",
-            actual=f"a corner shift of {step:.1f} px and a correlation of {rho:.3f}",
-            fix="if the frames are already registered pass --no-align; otherwise check that this frame "
-            "belongs to the stack (a stray shot?), or try --align-model similarity",
-        )
+        return self.error is None
 
 
 def _chain_transforms(pairs: list[tuple[np.ndarray, float]], seq: list[int]) -> list[np.ndarray]:
@@ -253,6 +340,15 @@ def analyse_stack(
         pairs = chain.pairs
     if chain is not None and chain.error is not None:
         raise chain.error
+    checks: list[dict | None] = [None] * n
+    if chain is not None:
+        for j, c in enumerate(chain.checks):  # check j: frame seq[j + 1] against seq[j]
+            checks[seq[j + 1]] = {"against": paths[seq[j]].name, **c.to_dict()}
+            if c.status == "uncertain":
+                log.warning(
+                    "warning: registration of %s against %s is uncertain (residual ratio %.2f); "
+                    "taking it as registered already (identity)", paths[seq[j + 1]].name, paths[seq[j]].name, c.ratio,
+                )
 
     ref_pos = len(seq) // 2
     reference = seq[ref_pos]
@@ -262,12 +358,10 @@ def analyse_stack(
         tol = config.snap_px
         for pos in range(ref_pos + 1, n):  # after the reference: T_ref<-k = T_ref<-prev . T_prev<-k
             t, rho = pairs[pos - 1]
-            _check_pair(t, rho, config, width, height, paths[seq[pos - 1]].name, paths[seq[pos]].name)
             transforms[seq[pos]] = transforms[seq[pos - 1]] @ t
             correlations[seq[pos]] = rho
         for pos in range(ref_pos - 1, -1, -1):  # before it: T_ref<-k = T_ref<-next . T_next<-k
             t, rho = pairs[pos]  # T_k<-next
-            _check_pair(t, rho, config, width, height, paths[seq[pos + 1]].name, paths[seq[pos]].name)
             transforms[seq[pos]] = transforms[seq[pos + 1]] @ np.linalg.inv(t)
             correlations[seq[pos]] = rho
         for k in range(n):
@@ -298,6 +392,7 @@ def analyse_stack(
         icc=icc,
         cache=cache,
         reads=reads,
+        checks=checks,
     )
 
 

@@ -51,6 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from focusstack.config import BACKEND_PARTS, PARTS, TOLERANCE  # noqa: F401  (re-exported)
+
 from focusstack.errors import FocusstackError, UsageError
 
 log = logging.getLogger(__name__)
@@ -58,13 +60,6 @@ log = logging.getLogger(__name__)
 #: Bump when the export settings change: every cached file is then re-exported.
 EXPORT_VERSION = 2
 OPSET = 18
-#: Every part that can be exported. The ONNX backend runs the split parts (``BACKEND_PARTS``);
-#: ``encoder`` and ``decoder`` are the whole autoencoder halves, for use outside focusstack.
-PARTS = ("encoder_local", "encoder_global", "decoder_global", "decoder_local", "fusion", "encoder", "decoder")
-BACKEND_PARTS = ("encoder_local", "encoder_global", "decoder_global", "decoder_local", "fusion")
-#: Max abs difference allowed between ONNX Runtime and torch (fp32) on the verification input.
-#: Measured: about 3e-6 (encoder, decoder) and 1e-6 (Fusion U-Net).
-TOLERANCE = 1e-3
 _NAMES = {
     "encoder": ("images", "latents"),
     "decoder": ("latents", "images"),

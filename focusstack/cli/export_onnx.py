@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from focusstack.backends.export import BACKEND_PARTS, PARTS, TOLERANCE
+from focusstack.config import BACKEND_PARTS, PARTS, TOLERANCE
 from focusstack.cli.common import err_console, handle_errors, print_json
 from focusstack.config import FUSION_DIR_ENV, VAE_DIR_ENV
 

@@ -59,10 +59,8 @@ def _defaults(cls) -> dict:  # noqa: ANN001
     return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
-from focusstack.training.fsb import TrainFSBConfig  # noqa: E402
-from focusstack.training.keb import TrainKEBConfig  # noqa: E402
-from focusstack.networks.fsb import FSBConfig  # noqa: E402
-from focusstack.networks.keb import KEBConfig  # noqa: E402
+from focusstack.networks.tr_configs import FSBConfig, KEBConfig  # noqa: E402
+from focusstack.training.tr_configs import TrainFSBConfig, TrainKEBConfig  # noqa: E402
 
 _FSB = _defaults(TrainFSBConfig)
 _KEB = _defaults(TrainKEBConfig)

@@ -29,51 +29,7 @@ from torch import nn
 
 from focusstack.networks.msrb import MSRB
 
-#: What the input channels hold, in order (the data pipeline builds them with
-#: ``focusstack.refinement.features.fsb_input``).
-FSB_INPUTS = ("near_rgb", "far_rgb", "tanh_focus_difference")
-
-
-@dataclass(frozen=True)
-class FSBConfig:
-    """Architecture only."""
-
-    in_channels: int = 7
-    channels: int = 16
-    blocks: int = 8
-    scales: tuple[int, ...] = (2, 4, 8, 16, 2, 4, 8, 16)
-    inputs: tuple[str, ...] = FSB_INPUTS
-
-    def __post_init__(self) -> None:
-        if self.blocks < 2 or self.blocks % 2:
-            raise ValueError(f"blocks must be an even number >= 2 (skips span two blocks), got {self.blocks}")
-        if len(self.scales) != self.blocks:
-            raise ValueError(f"scales needs one factor per block ({self.blocks}), got {self.scales}")
-        if self.channels < 2:
-            raise ValueError(f"channels must be >= 2, got {self.channels}")
-        if self.in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["scales"] = list(self.scales)
-        d["inputs"] = list(self.inputs)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FSBConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown FSB config keys: {sorted(unknown)}")
-        d = dict(d)
-        for k in ("scales", "inputs"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+from focusstack.networks.tr_configs import FSB_INPUTS, FSBConfig  # noqa: F401  (re-exported)
 
 
 class FSB(nn.Module):

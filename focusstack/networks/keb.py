@@ -34,52 +34,7 @@ from torch import nn
 
 from focusstack.networks.msrb import MSRB
 
-KEB_INPUTS = ("sharp_rgb", "blurred_rgb", "foreground_mask", "reblur_residual_bank")
-#: Default sigmas (px) of the re-blur residual bank (``focusstack.refinement.features``).
-DEFAULT_BANK = (0.5, 1.0, 1.5, 2.2, 3.2, 4.6, 6.6, 9.5)
-
-
-@dataclass(frozen=True)
-class KEBConfig:
-    """Architecture only."""
-
-    in_channels: int = 7 + len(DEFAULT_BANK)
-    channels: int = 32
-    scales: tuple[int, ...] = (2, 4)
-    hidden: int = 64
-    inputs: tuple[str, ...] = KEB_INPUTS
-    #: Sigmas (px) of the re-blur residual channels the input carries after the first 7.
-    bank: tuple[float, ...] = DEFAULT_BANK
-
-    def __post_init__(self) -> None:
-        if len(self.scales) != 2:
-            raise ValueError(f"KEB has 2 MSRBs: scales needs 2 factors, got {self.scales}")
-        if self.channels < 2 or self.hidden < 2:
-            raise ValueError(f"channels and hidden must be >= 2, got {self.channels}, {self.hidden}")
-        if self.in_channels != 7 + len(self.bank):
-            raise ValueError(f"in_channels must be 7 + len(bank) = {7 + len(self.bank)} (sharp RGB, blurred RGB, mask, residual bank), got {self.in_channels}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["scales"] = list(self.scales)
-        d["inputs"] = list(self.inputs)
-        d["bank"] = list(self.bank)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> KEBConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown KEB config keys: {sorted(unknown)}")
-        d = dict(d)
-        for k in ("scales", "inputs", "bank"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+from focusstack.networks.tr_configs import DEFAULT_BANK, KEB_INPUTS, KEBConfig  # noqa: F401  (re-exported)
 
 
 class KEB(nn.Module):

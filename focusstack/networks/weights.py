@@ -29,7 +29,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from focusstack.config import FUSION_DIR_ENV, VAE_DIR_ENV, repo_models_dir
+from focusstack.config import FUSION_DIR_ENV, MODEL_WEIGHTS_FILE, VAE_DIR_ENV, repo_models_dir
 from focusstack.errors import WeightsError
 from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
 from focusstack.networks.taesd import TAESD, TAESDConfig
@@ -42,7 +42,7 @@ VAE_FILES: dict[str, str] = {
     "taef2_encoder.pth": "10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6",
     "taef2_decoder.pth": "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5",
 }
-FUSION_WEIGHTS = "model.safetensors"
+FUSION_WEIGHTS = MODEL_WEIGHTS_FILE
 FUSION_CONFIG = "config.json"
 SUMS_FILE = "SHA256SUMS"
 

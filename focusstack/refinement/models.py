@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from focusstack.config import repo_models_dir
-from focusstack.networks.fsb import FSB, FSBConfig
-from focusstack.networks.keb import KEB, KEBConfig
-from focusstack.networks.weights import FUSION_WEIGHTS, LoadedModel, load_model_dir
+from typing import TYPE_CHECKING
 
-FSB_DIR_ENV = "FOCUSSTACK_FSB_DIR"
-KEB_DIR_ENV = "FOCUSSTACK_KEB_DIR"
+from focusstack.config import FSB_DIR_ENV, KEB_DIR_ENV, MODEL_WEIGHTS_FILE, repo_models_dir
+
+if TYPE_CHECKING:
+    from focusstack.networks.weights import LoadedModel
+
+__all__ = ["FSB_DIR_ENV", "KEB_DIR_ENV", "default_dir", "load_fsb", "load_keb", "weights_present"]
 
 
 def default_dir(kind: str) -> Path:
@@ -30,12 +31,22 @@ def default_dir(kind: str) -> Path:
 def weights_present(folder: Path | None, kind: str) -> Path | None:
     """The folder that would be used for ``kind`` when it has a ``model.safetensors``, else None."""
     d = Path(folder) if folder is not None else default_dir(kind)
-    return d if (d / FUSION_WEIGHTS).is_file() else None
+    return d if (d / MODEL_WEIGHTS_FILE).is_file() else None
+
+
+# torch is imported only when a network is loaded: `focusstack --help` and the decision
+# engine never pay for it (issue 17's start-up target).
 
 
 def load_fsb(folder: Path | None = None) -> LoadedModel:
+    from focusstack.networks.fsb import FSB, FSBConfig  # torch
+    from focusstack.networks.weights import load_model_dir
+
     return load_model_dir(folder or default_dir("fsb"), lambda d: FSB(FSBConfig.from_dict(d)))
 
 
 def load_keb(folder: Path | None = None) -> LoadedModel:
+    from focusstack.networks.keb import KEB, KEBConfig  # torch
+    from focusstack.networks.weights import load_model_dir
+
     return load_model_dir(folder or default_dir("keb"), lambda d: KEB(KEBConfig.from_dict(d)))

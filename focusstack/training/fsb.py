@@ -20,40 +20,8 @@ from focusstack.networks.fsb import FSB, FSBConfig, fsb_loss
 from focusstack.refinement.features import fsb_input
 from focusstack.refinement.models import load_fsb
 from focusstack.training.tr_data import fsb_batch, list_tr_samples
+from focusstack.training.tr_configs import TrainFSBConfig  # noqa: F401  (re-exported)
 from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training, warm_start
-
-
-@dataclass(frozen=True)
-class TrainFSBConfig:
-    """``data``: one or more rendered dataset folders (a single path is taken as a 1-tuple);
-    training draws uniformly from the union of their train splits, validation takes
-    ``val_samples`` samples spread evenly over the union of their val splits."""
-
-    data: tuple[Path, ...]
-    out: Path
-    steps: int = 1500
-    batch_size: int = 8
-    crop: int = 128
-    lr: float = 1e-3
-    lambda1: float = 2.0
-    lambda2: float = 8.0
-    val_every: int = 200
-    val_samples: int = 40
-    minutes: float = 0.0
-    #: Network width; None: FSBConfig's default, or the --init folder's width.
-    channels: int | None = None
-    scales: tuple[int, ...] = field(default_factory=lambda: FSBConfig().scales)
-    seed: int = 0
-    threads: int = 1
-    device: str = "cpu"
-    workers: int = 0
-    export: Path | None = None
-    init: Path | None = None
-    show_progress: bool = True
-
-    def __post_init__(self) -> None:
-        data = (self.data,) if isinstance(self.data, (str, Path)) else tuple(self.data)
-        object.__setattr__(self, "data", tuple(Path(d) for d in data))
 
 
 def spread(items: list, n: int) -> list:

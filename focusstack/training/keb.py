@@ -18,33 +18,8 @@ import torch
 from focusstack.networks.keb import KEB, KEBConfig
 from focusstack.refinement.models import load_keb
 from focusstack.training.tr_data import clean_images, keb_batch, list_tr_samples
+from focusstack.training.tr_configs import TrainKEBConfig  # noqa: F401  (re-exported)
 from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training, warm_start
-
-
-@dataclass(frozen=True)
-class TrainKEBConfig:
-    data: Path
-    out: Path
-    steps: int = 1500
-    batch_size: int = 16
-    crop: int = 96
-    lr: float = 1e-3
-    synthetic_share: float = 0.5
-    val_every: int = 200
-    val_examples: int = 64
-    clean_limit: int = 600
-    minutes: float = 0.0
-    #: Network width; None: KEBConfig's default, or the --init folder's width.
-    channels: int | None = None
-    hidden: int = 64
-    scales: tuple[int, ...] = field(default_factory=lambda: KEBConfig().scales)
-    seed: int = 0
-    threads: int = 1
-    device: str = "cpu"
-    workers: int = 0
-    export: Path | None = None
-    init: Path | None = None
-    show_progress: bool = True
 
 
 @dataclass(frozen=True)
