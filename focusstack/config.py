@@ -106,7 +106,7 @@ class AlignConfig:
     exposure: bool = True
     #: Longer side (px) of the grey image that registration works on; transforms are scaled
     #: back to full resolution.
-    max_side: int = 1024
+    max_side: int = 768
     #: Shorter side (px) below which the registration pyramid stops.
     min_side: int = 48
     #: ECC iterations per pyramid level.
@@ -175,7 +175,10 @@ class AlignConfig:
 class FuseConfig:
     """Everything ``focusstack fuse`` needs besides its inputs and output."""
 
-    engine: str = "hybrid"
+    #: decision: the fast CPU default (devbench: best PSNR of every tool measured, at seconds
+    #: per stack); hybrid and vaeedof add the generative VAEEDOF fill (minutes per stack on a
+    #: CPU; docs/hybrid.md says where it helps).
+    engine: str = "decision"
     backend: str = "torch"
     device: str = "auto"
     precision: str = "auto"
@@ -219,6 +222,13 @@ class FuseConfig:
                 expected="--engine hybrid",
                 actual=f"--engine {self.engine}",
                 fix="drop --save-steps, or use --engine hybrid",
+            )
+        if self.engine == "decision" and self.device == "cuda":
+            raise ConfigError(
+                "--device cuda does not apply to the decision engine",
+                expected="--device auto or cpu with --engine decision (it runs on the CPU with OpenCV)",
+                actual="--device cuda",
+                fix="drop --device cuda, or pass --engine hybrid or vaeedof to run the networks on CUDA",
             )
         if self.slab_size < 2:
             raise ConfigError("--slab-size must be at least 2", expected=">= 2", actual=str(self.slab_size))

@@ -74,6 +74,8 @@ class FuseResult:
     #: The slabs (file names) fused one at a time, and how many merges of slab results followed.
     slabs: list = field(default_factory=list)
     merges: int = 0
+    #: Why ``precision`` was chosen (``--precision auto`` decides from CPU features).
+    precision_reason: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -235,6 +237,7 @@ def fuse_stack(
         focus_order=focus,
         slabs=[[paths[k].name for k in s_] for s_ in slabs],
         merges=merges,
+        precision_reason=getattr(backend, "precision_reason", "the engine runs numpy/OpenCV in float32 on the CPU"),
     )
 
 

@@ -37,11 +37,14 @@ def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = min(1.0, THUMB_SIDE / max(h, w))
     size = (max(8, round(w * s)), max(8, round(h * s)))
     # defocus conserves local means of *light*, not of gamma-encoded values: average in linear light
-    small = cv2.resize(np.power(image, np.float32(GAMMA)), size, interpolation=cv2.INTER_AREA)
+    img = np.ascontiguousarray(image, np.float32)
+    small = cv2.resize(cv2.pow(np.maximum(img, 0.0), GAMMA), size, interpolation=cv2.INTER_AREA)
     # clipped or black pixels at full resolution (a small specular highlight vanishes in the
-    # thumbnail's average but still biases it), then grown by the blur's reach
-    bad = ((image >= HIGH) | (image <= LOW)).astype(np.float32)
-    bad = cv2.resize(bad, size, interpolation=cv2.INTER_AREA) > 0
+    # thumbnail's average but still biases it), then grown by the blur's reach (cv2: SIMD and
+    # threads; numpy took 0.4 s per 4096x2731 frame)
+    ok = cv2.inRange(img, (LOW + 1e-7,) * 3, (HIGH - 1e-7,) * 3)  # 255 where all channels are fine
+    bad = cv2.resize(cv2.bitwise_not(ok), size, interpolation=cv2.INTER_AREA) > 0
+    bad = np.repeat(bad[..., None], 3, axis=2)
     reach = 2 * int(max(1.0, THUMB_BLUR * max(size))) + 1
     usable = cv2.dilate(bad.astype(np.uint8), np.ones((reach, reach), np.uint8)) == 0
     sigma = max(1.0, THUMB_BLUR * max(size))

@@ -181,7 +181,9 @@ class _Chain:
             # low-passed images (strong defocus leaves little shared band-pass detail)
             for attempt in ("bandpass", "lowpass"):
                 if attempt == "lowpass":
-                    if e_id < 2 * cfg.verify_min_gain:
+                    # only when ECC converged poorly (a confident band-pass fit that does not
+                    # verify is a registered pair: ECC drifted, the low-pass one would too)
+                    if e_id < 2 * cfg.verify_min_gain or (best[5] and best[1] >= 0.8):
                         break
                     blur = lambda g: cv2.GaussianBlur(g, (0, 0), sigma)  # noqa: E731
                     fixed_pyr, moving_pyr = build_pyramid(blur(prev_gray), cfg.min_side), build_pyramid(blur(gray), cfg.min_side)
@@ -292,7 +294,9 @@ def analyse_stack(
     total = n
     energies: list[np.ndarray] = []
     to_energy = np.eye(3)
-    chain = _Chain(config) if align else None
+    # A short stack is kept in memory: find the focus order first and register once, along it.
+    # A long one is registered while it streams past (name order), and again only if needed.
+    chain = _Chain(config) if align and not keep_frames else None
     exif = icc = None
     cache: dict[int, Frame] = {}
     reads = 0
@@ -324,7 +328,7 @@ def analyse_stack(
 
     seq = order.order
     pairs = chain.pairs if chain is not None else []
-    if chain is not None and seq != list(range(n)):
+    if align and (chain is None or seq != list(range(n))):
         # frames are not focus neighbours in name order: register along the focus order
         total += n
         chain = _Chain(config)

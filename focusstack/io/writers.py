@@ -10,6 +10,7 @@ removed and the destination is untouched.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import secrets
 import stat
@@ -200,7 +201,9 @@ def atomic_output(
     path = Path(path)
     protected = tuple(protected)
     folder = check_output(path, overwrite, protected)
-    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.part"
+    # a short temp name when the output's own name leaves no room (names are limited to 255 bytes)
+    stem = path.name if len(os.fsencode(path.name)) <= 200 else "focusstack"
+    tmp = folder / f".{stem}.{secrets.token_hex(4)}.part"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         os.close(fd)
@@ -298,12 +301,11 @@ def _validate_pixels(path: Path, pixels: object) -> np.ndarray:
     return pixels
 
 
-def _encode_png(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
+def _encode_png(tmp, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:  # noqa: ANN001  (binary file)
     if data.dtype == np.uint16:
-        with open(tmp, "wb") as fp:
-            encode_png16(fp, data, icc=icc, exif=exif)
+        encode_png16(tmp, data, icc=icc, exif=exif)
         return
-    params: dict[str, object] = {"compress_level": 6}
+    params: dict[str, object] = {"compress_level": 4}
     if icc:
         params["icc_profile"] = icc
     if exif:
@@ -311,7 +313,7 @@ def _encode_png(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | No
     Image.fromarray(data, "RGB").save(tmp, format="PNG", **params)
 
 
-def _encode_jpeg(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
+def _encode_jpeg(tmp, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
     params: dict[str, object] = {"quality": _JPEG_QUALITY, "subsampling": 0, "optimize": True}
     if icc:
         params["icc_profile"] = icc
@@ -322,7 +324,7 @@ def _encode_jpeg(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | N
     Image.fromarray(data, "RGB").save(tmp, format="JPEG", **params)
 
 
-def _encode_tiff(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
+def _encode_tiff(tmp, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
     import tifffile
 
     # EXIF is not written to TIFF: it would need its own IFD with offsets patched into the
@@ -333,7 +335,10 @@ def _encode_tiff(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | N
         photometric="rgb",
         planarconfig="contig",
         compression="zlib",
+        compressionargs={"level": 4},  # 6 took 3.5 s for 4096x2731 RGB; 4 is 1.3 % larger
         predictor=True,
+        rowsperstrip=64,  # strips compress in parallel (maxworkers)
+        maxworkers=os.cpu_count() or 1,
         iccprofile=icc or None,
         metadata=None,
         software="focusstack",
@@ -394,6 +399,31 @@ def write_image(
     pixels = _validate_pixels(path, pixels)
     check_output(path, overwrite, protected)  # fail before the work of quantising
     data = _quantize(pixels, bit_depth)
+    # Encode in memory, then write the bytes ourselves and check that every one arrived: an
+    # encoder that writes in one call can lose a short write on a full disk unnoticed (Pillow's
+    # optimised JPEG did), and a truncated file must never be renamed into place.
+    buf = io.BytesIO()
+    _ENCODERS[fmt](buf, data, bytes(exif) if exif else None, bytes(icc) if icc else None)
     with atomic_output(path, overwrite=overwrite, protected=protected) as tmp:
-        _ENCODERS[fmt](tmp, data, bytes(exif) if exif else None, bytes(icc) if icc else None)
+        write_bytes_checked(tmp, buf.getbuffer())
     return path
+
+
+def write_bytes_checked(tmp: Path, data) -> None:  # noqa: ANN001  (bytes-like)
+    """Write ``data`` to ``tmp`` completely (looping over short writes) and check the file's
+    size afterwards; raises ``OSError`` (ENOSPC) when the disk took fewer bytes."""
+    view = memoryview(data).cast("B")
+    fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
+    try:
+        done = 0
+        while done < len(view):
+            n = os.write(fd, view[done:])
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "no space left on device (short write)", str(tmp))
+            done += n
+        os.fsync(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size != len(view):
+        raise OSError(errno.ENOSPC, f"wrote {size} of {len(view)} bytes", str(tmp))
