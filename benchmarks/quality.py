@@ -186,7 +186,7 @@ def run_set(set_name: str, config: FuseConfig, work: Path, limit: int | None, wa
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("sets", nargs="*", default=list(SETS), choices=SETS, metavar="SET")
+    ap.add_argument("sets", nargs="*", metavar="SET", help=f"{' | '.join(SETS)} (default: all three)")
     ap.add_argument("--engine", default=None, help="fuse engine (default: fuse's default)")
     ap.add_argument("--no-align", action="store_true", help="fuse with alignment off")
     ap.add_argument("--warp", action="store_true", help="warp every frame by a known similarity first (devA)")
@@ -195,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
+    a.sets = a.sets or list(SETS)
+    bad = [s for s in a.sets if s not in SETS]
+    if bad:
+        ap.error(f"unknown set(s) {bad}: choose from {', '.join(SETS)}")
     config = FuseConfig(show_progress=False, overwrite=True)
     if a.engine:
         config = replace(config, engine=a.engine)

@@ -64,7 +64,7 @@ def _assert_clean_failure(result, code, *needles, out_path=None):
 def test_missing_fusion_weights_refuses_to_run(tmp_path, vae_dir):
     stack = _stack(tmp_path / "s")
     out = tmp_path / "o.png"
-    r = runner.invoke(app, ["fuse", str(stack), "-o", str(out), "--fusion-weights", str(tmp_path / "nowhere"), "--vae-weights", str(vae_dir)])
+    r = runner.invoke(app, ["fuse", str(stack), "-o", str(out), "--fusion-weights", str(tmp_path / "nowhere"), "--vae-weights", str(vae_dir), "--engine", "hybrid"])
     _assert_clean_failure(r, 1, "no trained weights", "fix:", out_path=out)
 
 
@@ -72,7 +72,7 @@ def test_untrained_weights_are_refused(tmp_path, vae_dir):
     stack = _stack(tmp_path / "s")
     save_model_dir(_random_fusion(), _random_fusion().cfg.to_dict(), tmp_path / "w", metadata={"trained_steps": 0})
     out = tmp_path / "o.png"
-    r = runner.invoke(app, ["fuse", str(stack), "-o", str(out), "--fusion-weights", str(tmp_path / "w"), "--vae-weights", str(vae_dir)])
+    r = runner.invoke(app, ["fuse", str(stack), "-o", str(out), "--fusion-weights", str(tmp_path / "w"), "--vae-weights", str(vae_dir), "--engine", "hybrid"])
     _assert_clean_failure(r, 1, "untrained", out_path=out)
 
 
@@ -84,7 +84,7 @@ def test_corrupt_fusion_weights(tmp_path, vae_dir):
     data[-10] ^= 0xFF
     (w / "model.safetensors").write_bytes(bytes(data))
     out = tmp_path / "o.png"
-    r = runner.invoke(app, ["fuse", str(stack), "-o", str(out), "--fusion-weights", str(w), "--vae-weights", str(vae_dir)])
+    r = runner.invoke(app, ["fuse", str(stack), "-o", str(out), "--fusion-weights", str(w), "--vae-weights", str(vae_dir), "--engine", "hybrid"])
     _assert_clean_failure(r, 1, "corrupt", "model.safetensors", out_path=out)
 
 
@@ -99,7 +99,7 @@ def test_corrupt_vae_weights(tmp_path, vae_dir):
         f.seek(1000)
         f.write(b"\0\0\0\0")
     out = tmp_path / "o.png"
-    r = runner.invoke(app, ["fuse", str(stack), "-o", str(out), "--fusion-weights", str(w), "--vae-weights", str(bad)])
+    r = runner.invoke(app, ["fuse", str(stack), "-o", str(out), "--fusion-weights", str(w), "--vae-weights", str(bad), "--engine", "hybrid"])
     _assert_clean_failure(r, 1, "taef2_decoder.pth", "corrupt", "fix:", out_path=out)
 
 

@@ -728,9 +728,8 @@ def test_write_rejects_bad_arguments(tmp_path: Path) -> None:
 
 
 def _half_then_raise(exc: BaseException):
-    def encoder(tmp: Path, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
-        with open(tmp, "wb") as fh:
-            fh.write(PNG_SIGNATURE + b"\x00" * 4096)
+    def encoder(fh, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:  # noqa: ANN001
+        fh.write(PNG_SIGNATURE + b"\x00" * 4096)  # half a file, then the failure
         raise exc
 
     return encoder

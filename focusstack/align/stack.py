@@ -221,7 +221,8 @@ class _Chain:
                     f"alignment failed for frame {name}: it does not match its focus neighbour {prev_name}",
                     expected=f"a low-pass correlation of at least {cfg.stray_correlation} with the neighbouring frame",
                     actual=f"{ncc_id:.3f} as the frames are, {ncc_t:.3f} after registration",
-                    fix="check that this frame belongs to the stack (a stray shot?) and remove it",
+                    fix="check that this frame belongs to the stack (a stray shot?) and remove it; "
+                    "--no-align skips alignment (and this check) for frames that are registered already",
                 )
             keep = rescale_transform(t_work, to_working) if status == "aligned" else np.eye(3)
             self.pairs.append((keep, float(rho) if np.isfinite(rho) else 0.0))
