@@ -157,7 +157,7 @@ def test_bad_config(bad):
         HybridConfig(**bad)
 
 
-def test_cli_hybrid_is_the_default_and_keeps_16_bit_sources(tmp_path, vae_dir):
+def test_cli_hybrid_keeps_16_bit_sources(tmp_path, vae_dir):
     """`fuse` with no --engine runs the hybrid; --save-steps writes its maps; where the saved
     confidence is 1 the 16-bit output equals a source frame's 16-bit values exactly."""
     import json
@@ -180,7 +180,7 @@ def test_cli_hybrid_is_the_default_and_keeps_16_bit_sources(tmp_path, vae_dir):
         src16.append(a)
         tifffile.imwrite(stack / f"f{i}.tif", a)
     out, steps_dir = tmp_path / "out.tif", tmp_path / "steps"
-    r = CliRunner().invoke(app, ["fuse", str(stack), "-o", str(out), "--no-align", "--save-steps", str(steps_dir),
+    r = CliRunner().invoke(app, ["fuse", str(stack), "-o", str(out), "--no-align", "--engine", "hybrid", "--save-steps", str(steps_dir),
                                  "--vae-weights", str(vae_dir), "--json", "-q"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)

@@ -244,7 +244,7 @@ def test_interrupt_mid_run_leaves_no_file(tmp_path, vae_dir, sig):
     out = tmp_path / "o.png"
     env = os.environ | {"FOCUSSTACK_VAE_DIR": str(vae_dir), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "focusstack", "fuse", str(s), "-o", str(out), "--fusion-weights", str(tmp_path / "w"), "--tile", "128", "--precision", "fp32", "--no-align"],
+        [sys.executable, "-m", "focusstack", "fuse", str(s), "-o", str(out), "--fusion-weights", str(tmp_path / "w"), "--tile", "128", "--precision", "fp32", "--no-align", "--engine", "vaeedof"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
     )
     # interrupt once the child has done real work: start-up (imports, weights, decoding) takes
