@@ -12,6 +12,7 @@ The peers' figures are read from devbench/PEERS.md and printed beside ours.
     python benchmarks/quality.py devA --engine hybrid  # another engine
     python benchmarks/quality.py --warp devA           # devA warped by a known similarity
     python benchmarks/quality.py --json out.json --per-scene
+    python benchmarks/quality.py --markdown tables.md          # the tables of docs/quality.md
 
 ``--warp`` applies a seeded similarity (scale 1-2 % per focus step, like focus breathing, and a
 shift of up to 3 px) to every frame, fuses with alignment on, registers the output to the GT by
@@ -80,12 +81,15 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(vals))
 
 
+def _peers_section(set_name: str) -> list[str]:
+    text = (shared_dir() / "data/devbench/PEERS.md").read_text()
+    return text.split(f"## {set_name}\n", 1)[1].split("\n## ", 1)[0].splitlines()
+
+
 def peers(set_name: str) -> dict[str, dict[str, float]]:
     """Means per method from devbench/PEERS.md: ``{method: {psnr, ssim, band, flat}}``."""
-    text = (shared_dir() / "data/devbench/PEERS.md").read_text()
-    part = text.split(f"## {set_name}\n", 1)[1].split("\n## ", 1)[0]
     out = {}
-    for line in part.splitlines():
+    for line in _peers_section(set_name):
         m = re.match(r"^(\w+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", line)
         if m:
             out[m.group(1)] = dict(zip(("psnr", "ssim", "band", "flat"), map(float, m.groups()[1:])))
@@ -94,17 +98,36 @@ def peers(set_name: str) -> dict[str, dict[str, float]]:
 
 def peer_scenes(set_name: str) -> dict[str, dict[str, float]]:
     """Per-scene PSNR per method from PEERS.md: ``{scene: {method: psnr}}``."""
-    text = (shared_dir() / "data/devbench/PEERS.md").read_text()
-    part = text.split(f"## {set_name}\n", 1)[1].split("\n## ", 1)[0]
-    lines = part.splitlines()
-    head = next(i for i, l in enumerate(lines) if l.startswith("scene "))
     names = list(peers(set_name))
     out = {}
-    for line in lines[head + 1 :]:
+    for line in _peers_section(set_name):
         cells = line.split()
         if len(cells) == len(names) + 1 and cells[0].startswith("scene_"):
             out[cells[0]] = {n: float(c.rstrip("*")) for n, c in zip(names, cells[1:])}
     return out
+
+
+def markdown(report: dict) -> str:
+    """The tables of docs/quality.md: per set, our means beside the peers', then every scene."""
+    out = []
+    for s, r in report["sets"].items():
+        p, ps, m = peers(s), peer_scenes(s), r["mean"]
+        out += [f"### {s} ({len(r['scenes'])} scenes)", "", "| method | PSNR | SSIM | band | flat |", "|---|---|---|---|---|",
+                f"| **focusstack (default fuse)** | **{m['psnr']:.2f}** | {m['ssim']:.4f} | {m['band']:.2f} | {m['flat']:.2f} |"]
+        out += [f"| {n} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['band']:.2f} | {v['flat']:.2f} |" for n, v in p.items()]
+        out.append("")
+        wins = [sc for sc, row in r["scenes"].items() if ps.get(sc) and row["psnr"] >= max(ps[sc].values())]
+        if s == "mfvoc":  # 200 scenes: the count only
+            out += [f"Ours is the best PSNR on {len(wins)} of {len(r['scenes'])} scenes "
+                    f"(per scene: `benchmarks/quality.py mfvoc --per-scene`).", ""]
+            continue
+        out += ["| scene | ours | ours band | " + " | ".join(p) + " |", "|---|---|---|" + "---|" * len(p)]
+        for sc, row in r["scenes"].items():
+            mark = " (best)" if sc in wins else ""
+            out.append(f"| {sc} | {row['psnr']:.2f}{mark} | {row['band']:.2f} | "
+                       + " | ".join(f"{ps.get(sc, {}).get(n, float('nan')):.2f}" for n in p) + " |")
+        out += ["", f"Ours is the best PSNR on {len(wins)} of {len(r['scenes'])} scenes.", ""]
+    return "\n".join(out)
 
 
 def similarity(scale: float, angle_deg: float, dx: float, dy: float, w: int, h: int) -> np.ndarray:
@@ -153,8 +176,7 @@ def run_set(set_name: str, config: FuseConfig, work: Path, limit: int | None, wa
     rows: dict[str, dict] = {}
     t0 = time.perf_counter()
     for scene in scenes:
-        ext = ".png" if set_name != "mfvoc" else ".png"
-        out = work / set_name / f"{scene.name}{ext}"
+        out = work / set_name / f"{scene.name}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
         ts = time.perf_counter()
         if warp:
@@ -174,7 +196,7 @@ def run_set(set_name: str, config: FuseConfig, work: Path, limit: int | None, wa
             row = score_scene(out, scene)
             row["unwarped_psnr"] = score_scene(plain, scene)["psnr"]
         else:
-            res = fuse_stack(sorted(scene.glob("frame_*")), out, config)
+            fuse_stack(sorted(scene.glob("frame_*")), out, config)
             row = score_scene(out, scene)
         row["seconds"] = time.perf_counter() - ts
         rows[scene.name] = row
@@ -193,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N scenes of each set")
     ap.add_argument("--per-scene", action="store_true", help="print every scene beside the peers")
     ap.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the tables of docs/quality.md to this file")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     a.sets = a.sets or list(SETS)
@@ -227,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{sc:10s} {row['psnr']:7.2f} {row['band']:7.2f} {best[1]:7.2f} {best[0]}")
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
+    if a.markdown:
+        a.markdown.write_text(markdown(report) + "\n")
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -55,16 +54,14 @@ def build(source: Path, work: Path) -> dict[str, Path]:
     return out
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS of the child in MB) of one process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def timed(cmd: list[str]) -> float:
+    """Wall seconds of one process (its peak memory is measured apart, by :func:`peak_of`)."""
     t = time.perf_counter()
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024.0  # ru_maxrss is the largest child so far (kB)
+    return wall
 
 
 def peak_of(cmd: list[str]) -> float:
@@ -92,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if "startup" in only:
         t_help, t_np = [], []
         for _ in range(max(5, a.repeats)):
-            t_help.append(timed([*FOCUSSTACK, "--help"])[0])
-            t_np.append(timed([sys.executable, "-c", "import numpy, cv2"])[0])
+            t_help.append(timed([*FOCUSSTACK, "--help"]))
+            t_np.append(timed([sys.executable, "-c", "import numpy, cv2"]))
         h, n = statistics.median(t_help), statistics.median(t_np)
         report["results"]["startup"] = {"help_s": h, "import_numpy_cv2_s": n, "ratio": h / n}
         print(f"startup: focusstack --help {h:.3f} s, python -c 'import numpy, cv2' {n:.3f} s, ratio {h / n:.2f}")
@@ -105,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         enf_cmd = [enfuse, *ENFUSE_ARGS, "-o", str(a.work / f"enfuse_{name}.tif"), *sorted(map(str, stack.iterdir()))] if enfuse else None
         ours, theirs = [], []
         for _ in range(a.repeats):  # interleaved
-            ours.append(timed(ours_cmd)[0])
+            ours.append(timed(ours_cmd))
             if enf_cmd:
-                theirs.append(timed(enf_cmd)[0])
+                theirs.append(timed(enf_cmd))
         row = {"ours_s": statistics.median(ours), "ours_all_s": ours, "ours_peak_mb": peak_of(ours_cmd)}
         if enf_cmd:
             row.update(enfuse_s=statistics.median(theirs), enfuse_all_s=theirs, enfuse_peak_mb=peak_of(enf_cmd))

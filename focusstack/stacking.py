@@ -237,7 +237,7 @@ def fuse_stack(
         focus_order=focus,
         slabs=[[paths[k].name for k in s_] for s_ in slabs],
         merges=merges,
-        precision_reason=getattr(backend, "precision_reason", "the engine runs numpy/OpenCV in float32 on the CPU"),
+        precision_reason=getattr(backend, "precision_reason", ""),  # engines without one (test doubles)
     )
 
 

@@ -44,9 +44,9 @@ def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # threads; numpy took 0.4 s per 4096x2731 frame)
     ok = cv2.inRange(img, (LOW + 1e-7,) * 3, (HIGH - 1e-7,) * 3)  # 255 where all channels are fine
     bad = cv2.resize(cv2.bitwise_not(ok), size, interpolation=cv2.INTER_AREA) > 0
-    bad = np.repeat(bad[..., None], 3, axis=2)
     reach = 2 * int(max(1.0, THUMB_BLUR * max(size))) + 1
     usable = cv2.dilate(bad.astype(np.uint8), np.ones((reach, reach), np.uint8)) == 0
+    usable = np.repeat(usable[..., None], 3, axis=2)  # one mask for the three channels
     sigma = max(1.0, THUMB_BLUR * max(size))
     blurred = cv2.GaussianBlur(small, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
     return blurred, usable
@@ -83,7 +83,8 @@ def estimate_gains(ref: GainReference, frame: np.ndarray, *, min_fraction: float
         m = ok[..., c]
         if m.mean() < min_fraction:
             continue
-        ratio = np.log(ref.thumb[..., c].astype(np.float64)) - np.log(np.maximum(thumb[..., c], 1e-12).astype(np.float64))
+        # (floored: black pixels are masked out, but log(0) would warn on stderr)
+        ratio = np.log(np.maximum(ref.thumb[..., c], 1e-12).astype(np.float64)) - np.log(np.maximum(thumb[..., c], 1e-12).astype(np.float64))
         g = float(np.median(ratio[m]) / GAMMA)
         # An exposure change is the same everywhere; a defocus effect is not (blur applied to
         # gamma-encoded values, clipped highlights spread by the blur). Keep the gain only when

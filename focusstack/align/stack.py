@@ -106,28 +106,28 @@ def _working_gray(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, np.nda
     return small, downscale_matrix(ws / w, hs / h)
 
 
-def lowpass_residual(fixed: np.ndarray, moving: np.ndarray, t: np.ndarray, sigma: float) -> tuple[float, float]:
+def lowpass_residual(fixed_lp: np.ndarray, moving_lp: np.ndarray, t: np.ndarray, margin: int) -> tuple[float, float]:
     """How well ``moving`` warped by ``t`` matches ``fixed`` on structure both frames share.
 
     Args:
-        fixed, moving: ``(h, w)`` float32 grey images in [0, 1] of one size (working size).
+        fixed_lp, moving_lp: ``(h, w)`` float32 grey images in [0, 1] of one size (working
+            size), already low-passed (:meth:`_Chain.lowpass`): defocus changes the fine detail
+            of a frame, not its low frequencies, so these hold what the frames have in common.
         t: ``(3, 3)`` moving -> fixed pixels of that size.
-        sigma: Gaussian low-pass (px); defocus changes the fine detail of a frame, not its
-            low frequencies, so this compares what the frames have in common.
+        margin: border (px) left out, where the low-pass saw the image edge.
 
     Returns:
         ``(1 - ncc, ncc)`` over the pixels that the warp covers, away from the border.
     """
-    h, w = fixed.shape
-    warped = cv2.warpPerspective(moving, t, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    cover = cv2.warpPerspective(np.ones_like(moving), t, (w, h), flags=cv2.INTER_NEAREST, borderValue=0.0) > 0.5
-    m = max(2, int(round(2 * sigma)))
-    cover[:m] = cover[-m:] = False
-    cover[:, :m] = cover[:, -m:] = False
+    h, w = fixed_lp.shape
+    warped = cv2.warpPerspective(moving_lp, t, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    cover = cv2.warpPerspective(np.ones_like(moving_lp), t, (w, h), flags=cv2.INTER_NEAREST, borderValue=0.0) > 0.5
+    cover[:margin] = cover[h - margin :] = False
+    cover[:, :margin] = cover[:, w - margin :] = False
     if cover.sum() < 64:
         return 1.0, 0.0
-    a = cv2.GaussianBlur(fixed, (0, 0), sigma)[cover].astype(np.float64)
-    b = cv2.GaussianBlur(warped, (0, 0), sigma)[cover].astype(np.float64)
+    a = fixed_lp[cover].astype(np.float64)
+    b = warped[cover].astype(np.float64)
     a -= a.mean()
     b -= b.mean()
     den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
@@ -139,14 +139,13 @@ def lowpass_residual(fixed: np.ndarray, moving: np.ndarray, t: np.ndarray, sigma
 class PairCheck:
     """The verdict on one pairwise transform: ``status`` is ``"aligned"`` (kept),
     ``"identity"`` (no measurable gain over the identity: registered already) or ``"uncertain"``
-    (registration failed or drifted: the identity is used, with a warning); residual ratio
-    and the low-pass correlations under the identity and the transform."""
+    (registration failed: the identity is used, with a warning); residual ratio and the
+    low-pass correlations under the identity and the transform."""
 
     status: str
     ratio: float
     ncc_identity: float
     ncc_transform: float
-    stray: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -157,79 +156,95 @@ class PairCheck:
         }
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One ECC registration of a pair, judged against the identity."""
+
+    transform: np.ndarray  # moving -> fixed, working pixels
+    rho: float  # ECC's correlation (nan when ECC failed)
+    ratio: float  # low-pass residual under the transform / under the identity
+    ncc: float  # low-pass correlation under the transform
+    plausible: bool  # finite, rho >= min_correlation, a corner step within max_step
+    verified: bool  # plausible and a measurable gain over the identity
+
+
+class _Frame:
+    """What the chain keeps of the previous frame: its pyramid, its low-passed grey image and name."""
+
+    __slots__ = ("pyramid", "lowpass", "name")
+
+    def __init__(self, pyramid: list, lowpass: np.ndarray, name: str) -> None:
+        self.pyramid, self.lowpass, self.name = pyramid, lowpass, name
+
+
 class _Chain:
     """Registers each frame fed to it against the previous one (pass 1), and verifies every
     transform against the identity (:func:`lowpass_residual`)."""
 
     def __init__(self, config: AlignConfig) -> None:
         self.config = config
-        self.prev: tuple[list, str, np.ndarray, np.ndarray] | None = None
+        self.prev: _Frame | None = None
         self.pairs: list[tuple[np.ndarray, float]] = []  # T_prev<-cur (full res), correlation
         self.checks: list[PairCheck] = []
         self.error: StackError | None = None  # the first pair that failed (a stray frame)
+        self.margin = 2  # border (px) that lowpass_residual leaves out; set per frame size
+
+    def _attempt(self, fixed: list, moving: list, lowpass: tuple[np.ndarray, np.ndarray], e_id: float, names: tuple[str, str]) -> _Attempt:
+        cfg = self.config
+        try:
+            res = register_pair(fixed, moving, cfg.model, iterations=cfg.iterations, names=names)
+            t, rho = res.transform, res.correlation
+        except StackError:
+            t, rho = np.eye(3), float("nan")
+        h, w = lowpass[0].shape
+        e_t, ncc = lowpass_residual(*lowpass, t, self.margin)
+        plausible = bool(
+            np.all(np.isfinite(t)) and np.isfinite(rho) and rho >= cfg.min_correlation
+            and corner_shift(t, w, h) <= cfg.max_step * math.hypot(w, h)
+        )
+        ratio = e_t / e_id if e_id > 1e-9 else 1.0
+        verified = plausible and ratio <= cfg.verify_ratio and e_id - e_t >= cfg.verify_min_gain
+        return _Attempt(t, rho, ratio, ncc, plausible, verified)
 
     def feed(self, gray: np.ndarray, to_working: np.ndarray, name: str) -> None:
         cfg = self.config
-        pyr = build_pyramid(gray, cfg.min_side)
-        if self.prev is not None:
-            prev_pyr, prev_name, prev_gray, _ = self.prev
-            sigma = max(1.0, cfg.verify_sigma * max(gray.shape))
-            h, w = gray.shape
-            e_id, ncc_id = lowpass_residual(prev_gray, gray, np.eye(3), sigma)
-            best = None
-            # first on the band-passed pyramids; if that does not verify, once more on
-            # low-passed images (strong defocus leaves little shared band-pass detail)
-            for attempt in ("bandpass", "lowpass"):
-                if attempt == "lowpass":
-                    # only when ECC converged poorly (a confident band-pass fit that does not
-                    # verify is a registered pair: ECC drifted, the low-pass one would too)
-                    if e_id < 2 * cfg.verify_min_gain or (best[5] and best[1] >= 0.8):
-                        break
-                    blur = lambda g: cv2.GaussianBlur(g, (0, 0), sigma)  # noqa: E731
-                    fixed_pyr, moving_pyr = build_pyramid(blur(prev_gray), cfg.min_side), build_pyramid(blur(gray), cfg.min_side)
-                else:
-                    fixed_pyr, moving_pyr = prev_pyr, pyr
-                try:
-                    res = register_pair(fixed_pyr, moving_pyr, cfg.model, iterations=cfg.iterations, names=(prev_name, name))
-                    t_work, rho = res.transform, res.correlation
-                except StackError:
-                    t_work, rho = np.eye(3), float("nan")
-                e_t, ncc_t = lowpass_residual(prev_gray, gray, t_work, sigma)
-                plausible = bool(
-                    np.all(np.isfinite(t_work)) and np.isfinite(rho) and rho >= cfg.min_correlation
-                    and corner_shift(t_work, w, h) <= cfg.max_step * math.hypot(w, h)
-                )
-                ratio = e_t / e_id if e_id > 1e-9 else 1.0
-                ok = plausible and ratio <= cfg.verify_ratio and e_id - e_t >= cfg.verify_min_gain
-                if best is None or ok or (plausible and not best[4] and ratio < best[2]):
-                    best = (t_work, rho, ratio, ncc_t, ok, plausible)
-                if ok:
-                    break
-            t_work, rho, ratio, ncc_t, ok, plausible = best
-            if ok:
-                status = "aligned"
-            elif plausible or ratio >= 0.98 or e_id < 2 * cfg.verify_min_gain:
-                # ECC found a transform, but it does not match better than the identity: the
-                # frames are registered already (ECC drifts on differently defocused frames)
-                status = "identity"
-            else:
-                status = "uncertain"  # ECC failed and the frames differ: the identity, warned
-            stray = max(ncc_id, ncc_t if plausible else -1.0) < cfg.stray_correlation
-            self.checks.append(PairCheck(status, float(ratio), ncc_id, ncc_t, stray))
-            if stray and self.error is None:
-                self.error = StackError(
-                    f"alignment failed for frame {name}: it does not match its focus neighbour {prev_name}",
-                    expected=f"a low-pass correlation of at least {cfg.stray_correlation} with the neighbouring frame",
-                    actual=f"{ncc_id:.3f} as the frames are, {ncc_t:.3f} after registration",
-                    fix="check that this frame belongs to the stack (a stray shot?) and remove it; "
-                    "--no-align skips alignment (and this check) for frames that are registered already",
-                )
-            keep = rescale_transform(t_work, to_working) if status == "aligned" else np.eye(3)
-            self.pairs.append((keep, float(rho) if np.isfinite(rho) else 0.0))
-        self.prev = (pyr, name, gray, to_working)
-
-    def plausible(self, w: int, h: int) -> bool:
-        return self.error is None
+        sigma = max(1.0, cfg.verify_sigma * max(gray.shape))
+        self.margin = max(2, int(round(2 * sigma)))
+        cur = _Frame(build_pyramid(gray, cfg.min_side), cv2.GaussianBlur(gray, (0, 0), sigma), name)
+        prev, self.prev = self.prev, cur
+        if prev is None:
+            return
+        names = (prev.name, name)
+        lowpass = (prev.lowpass, cur.lowpass)
+        e_id, ncc_id = lowpass_residual(*lowpass, np.eye(3), self.margin)
+        # first on the band-passed pyramids; once more on the low-passed images (strong defocus
+        # leaves little shared band-pass detail) only when ECC converged poorly: a confident
+        # band-pass fit that does not verify is a registered pair (ECC drifted; so would this)
+        best = self._attempt(prev.pyramid, cur.pyramid, lowpass, e_id, names)
+        if not best.verified and e_id >= 2 * cfg.verify_min_gain and not (best.plausible and best.rho >= 0.8):
+            low = self._attempt(build_pyramid(prev.lowpass, cfg.min_side), build_pyramid(cur.lowpass, cfg.min_side), lowpass, e_id, names)
+            if low.verified or (low.plausible and low.ratio < best.ratio):
+                best = low
+        if best.verified:
+            status = "aligned"
+        elif best.plausible or best.ratio >= 0.98 or e_id < 2 * cfg.verify_min_gain:
+            # ECC found a transform, but it does not match better than the identity: the
+            # frames are registered already (ECC drifts on differently defocused frames)
+            status = "identity"
+        else:
+            status = "uncertain"  # ECC failed and the frames differ: the identity, warned
+        self.checks.append(PairCheck(status, float(best.ratio), ncc_id, best.ncc))
+        stray = max(ncc_id, best.ncc if best.plausible else -1.0) < cfg.stray_correlation
+        if stray and self.error is None:
+            self.error = StackError(
+                f"alignment failed for frame {name}: it does not match its focus neighbour {prev.name}",
+                expected=f"a low-pass correlation of at least {cfg.stray_correlation} with the neighbouring frame",
+                actual=f"{ncc_id:.3f} as the frames are, {best.ncc:.3f} after registration",
+                fix="check that this frame belongs to the stack (a stray shot?) and remove it; "
+                "--no-align skips alignment (and this check) for frames that are registered already",
+            )
+        keep = rescale_transform(best.transform, to_working) if status == "aligned" else np.eye(3)
+        self.pairs.append((keep, float(best.rho) if np.isfinite(best.rho) else 0.0))
 
 
 def _chain_transforms(pairs: list[tuple[np.ndarray, float]], seq: list[int]) -> list[np.ndarray]:
@@ -321,7 +336,7 @@ def analyse_stack(
             on_frame(i + 1, total)
 
     if need_order and order_mode == "auto":
-        usable = chain is not None and chain.plausible(width, height)
+        usable = chain is not None and chain.error is None
         provisional = _chain_transforms(chain.pairs, list(range(n))) if usable else None
         order = focus_order(_grids(energies, provisional, to_energy))
     else:

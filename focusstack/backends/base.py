@@ -34,6 +34,8 @@ class FusionBackend(ABC):
     name: str = "?"
     device: str = "cpu"
     precision: str = "fp32"
+    #: Why ``precision`` was chosen (``--json``); backends that resolve ``auto`` say which rule decided.
+    precision_reason: str = "given"
     frames: int = 7
     latent_channels: int = 32
     feature_channels: int = 64

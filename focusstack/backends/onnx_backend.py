@@ -104,6 +104,7 @@ class OnnxBackend(FusionBackend):
             raise missing_onnx_error() from None
         self.device, providers = resolve_onnx_device(device)
         self.precision = resolve_onnx_precision(precision)
+        self.precision_reason = "the ONNX backend runs fp32" if precision == "auto" else "given"
         self.frames = frames
         self.latent_channels = latent_channels
         self.feature_channels = feature_channels

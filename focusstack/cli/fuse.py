@@ -32,7 +32,8 @@ HELP = f"""Fuse a focus stack into one all-in-focus image.
 INPUT is a folder of frames or 2 or more frame files (RAW, TIFF, PNG, JPEG), taken in natural
 sort order; all frames must share one size. Frames are aligned to the middle frame of the focus
 order (--align-model, crop to the area all frames cover unless --keep-size) and their exposure
-and white balance matched, unless --no-align. Stacks longer than --slab-size are fused in
+and white balance matched, unless --no-align; a transform is kept only when it measurably
+improves the match over leaving the frame as it is, so registered stacks are never resampled. Stacks longer than --slab-size are fused in
 focus-ordered slabs whose results are fused again. The output format follows OUTPUT's extension: .tif/.tiff
 (16 bit when any input is 16-bit or RAW), .png (8 or 16 bit), .jpg (8 bit). The first frame's
 EXIF and ICC profile are kept where the format allows.
@@ -40,7 +41,7 @@ EXIF and ICC profile are kept where the format allows.
 With --batch ROOT, every subfolder of ROOT is one stack and writes OUTDIR/<name>.<ext>; finished
 outputs are skipped, a bad stack is reported and the batch goes on (exit 1 if any failed).
 
-Weights: TAEF2 from --vae-weights, ${VAE_DIR_ENV}, the user cache, or a download (sha256-pinned);
+Weights (hybrid, vaeedof; the default decision engine needs none): TAEF2 from --vae-weights, ${VAE_DIR_ENV}, the user cache, or a download (sha256-pinned);
 the Fusion U-Net from --fusion-weights, ${FUSION_DIR_ENV} or models/fusion.
 """
 

@@ -602,9 +602,7 @@ def _run(
     del evidence
     small_labels = labels
     if scale < 1.0:  # back to full size (the guided filter shapes the boundaries there)
-        raw_labels = cv2.resize(raw_labels, (w, h), interpolation=cv2.INTER_NEAREST)
         labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-        margin = cv2.resize(margin, (w, h), interpolation=cv2.INTER_LINEAR)
     tick()
 
     # 4. soft boundaries.
@@ -617,8 +615,10 @@ def _run(
     if scale < 1.0:  # the confidence at the working size, brought to full size, capped by the weights
         conf_small = decision_confidence(measures, small_labels, None, ratio=config.confidence_ratio, radius=2)
         confidence = np.minimum(cv2.resize(conf_small, (w, h), interpolation=cv2.INTER_LINEAR), weights.max(axis=0))
-        if keep_steps:
+        if keep_steps:  # every map of the steps at full size
             measures = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in measures])
+            raw_labels = cv2.resize(raw_labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            margin = cv2.resize(margin, (w, h), interpolation=cv2.INTER_LINEAR)
     else:
         confidence = decision_confidence(measures, labels, weights, ratio=config.confidence_ratio, radius=2)
 
@@ -678,6 +678,7 @@ class DecisionEngine:
     #: What ``FuseResult`` reports for this engine (it has no backend: numpy and cv2 on the CPU).
     device = "cpu"
     precision = "fp32"
+    precision_reason = "numpy and OpenCV in float32 on the CPU (no networks)"
 
     def __init__(self, config: DecisionConfig = DecisionConfig()) -> None:
         self.config = config

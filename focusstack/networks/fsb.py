@@ -19,16 +19,11 @@ foreground of the near frame. Any ``H, W``.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from focusstack.networks.msrb import MSRB
-
 from focusstack.networks.tr_configs import FSB_INPUTS, FSBConfig  # noqa: F401  (re-exported)
 
 

@@ -24,16 +24,11 @@ Input ``(B, 7 + len(bank), H, W)`` float32 -> ``(B,)`` float32 sigma in px.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from focusstack.networks.msrb import MSRB
-
 from focusstack.networks.tr_configs import DEFAULT_BANK, KEB_INPUTS, KEBConfig  # noqa: F401  (re-exported)
 
 

@@ -12,14 +12,38 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 
+class _JsonConfig:
+    """``to_dict`` / ``from_dict`` / ``save`` for a frozen dataclass of an architecture: tuple
+    fields become JSON lists and come back as tuples; unknown keys are refused, naming
+    ``_kind``."""
+
+    _kind = "model"
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):  # noqa: ANN206  (an instance of cls)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown {cls._kind} config keys: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
 #: What the input channels hold, in order (the data pipeline builds them with
 #: ``focusstack.refinement.features.fsb_input``).
 FSB_INPUTS = ("near_rgb", "far_rgb", "tanh_focus_difference")
 
 
 @dataclass(frozen=True)
-class FSBConfig:
+class FSBConfig(_JsonConfig):
     """Architecture only."""
+
+    _kind = "FSB"
 
     in_channels: int = 7
     channels: int = 16
@@ -37,27 +61,6 @@ class FSBConfig:
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["scales"] = list(self.scales)
-        d["inputs"] = list(self.inputs)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FSBConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown FSB config keys: {sorted(unknown)}")
-        d = dict(d)
-        for k in ("scales", "inputs"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
 
 KEB_INPUTS = ("sharp_rgb", "blurred_rgb", "foreground_mask", "reblur_residual_bank")
 #: Default sigmas (px) of the re-blur residual bank (``focusstack.refinement.features``).
@@ -65,8 +68,10 @@ DEFAULT_BANK = (0.5, 1.0, 1.5, 2.2, 3.2, 4.6, 6.6, 9.5)
 
 
 @dataclass(frozen=True)
-class KEBConfig:
+class KEBConfig(_JsonConfig):
     """Architecture only."""
+
+    _kind = "KEB"
 
     in_channels: int = 7 + len(DEFAULT_BANK)
     channels: int = 32
@@ -83,25 +88,3 @@ class KEBConfig:
             raise ValueError(f"channels and hidden must be >= 2, got {self.channels}, {self.hidden}")
         if self.in_channels != 7 + len(self.bank):
             raise ValueError(f"in_channels must be 7 + len(bank) = {7 + len(self.bank)} (sharp RGB, blurred RGB, mask, residual bank), got {self.in_channels}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["scales"] = list(self.scales)
-        d["inputs"] = list(self.inputs)
-        d["bank"] = list(self.bank)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> KEBConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown KEB config keys: {sorted(unknown)}")
-        d = dict(d)
-        for k in ("scales", "inputs", "bank"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

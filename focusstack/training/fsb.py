@@ -10,7 +10,7 @@ validation split, whole images, no augmentation. ``init``: start from an exporte
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -9,7 +9,7 @@ sigma error on a fixed seeded batch from the validation split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
