@@ -42,9 +42,31 @@ FUSION_DIR_ENV = "FOCUSSTACK_FUSION_DIR"
 DEBUG_ENV = "FOCUSSTACK_DEBUG"
 
 
-def repo_models_dir() -> Path:
-    """``models/`` at the top of a source checkout (where trained weights are shipped)."""
-    return Path(__file__).resolve().parent.parent / "models"
+#: The shipped models' kinds, each a folder of ``focusstack/models/`` (package data).
+MODEL_KINDS = ("fusion", "fsb", "keb")
+#: The environment variable that overrides each kind's folder.
+MODEL_DIR_ENVS = {"fusion": FUSION_DIR_ENV, "fsb": FSB_DIR_ENV, "keb": KEB_DIR_ENV}
+
+
+def models_dir() -> Path:
+    """``focusstack/models/``, the trained weights shipped inside the package (package data,
+    found with ``importlib.resources``, so the same in a checkout and in an installed wheel)."""
+    from importlib.resources import files
+
+    root = files("focusstack").joinpath("models")
+    # An ordinary (unzipped) install gives a real path; the loaders need one for safetensors.
+    return Path(str(root))
+
+
+#: Former name (the models lived in ``models/`` at the top of the checkout until issue 18).
+repo_models_dir = models_dir
+
+
+def model_dir(kind: str) -> Path:
+    """The folder of model ``kind``: its environment variable when set, else the shipped one."""
+    if kind not in MODEL_KINDS:
+        raise ConfigError("unknown model kind", expected=" | ".join(MODEL_KINDS), actual=repr(kind))
+    return Path(os.environ.get(MODEL_DIR_ENVS[kind]) or models_dir() / kind)
 
 
 @dataclass(frozen=True)

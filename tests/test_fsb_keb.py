@@ -213,11 +213,13 @@ def test_train_device_and_worker_errors(tiny_dataset, tmp_path, option, needle, 
     assert not (tmp_path / "r" / "checkpoint").exists()
 
 
-# ---- trained weights (skipped until models/fsb and models/keb are shipped) -----------------
+# ---- trained weights (focusstack/models/fsb and keb; skipped when absent) -----------------
 
 
 def _need(kind: str) -> Path:
-    d = REPO / "models" / kind
+    from focusstack.config import models_dir
+
+    d = models_dir() / kind  # shipped inside the package (focusstack/models)
     if not (d / "model.safetensors").is_file():
         pytest.skip(f"no trained weights in {d}")
     return d
