@@ -39,8 +39,12 @@ class FocusstackError(Exception):
 
     def render(self) -> str:
         lines = [self.what]
-        if self.expected is not None or self.actual is not None:
+        if self.expected is not None and self.actual is not None:
             lines.append(f"expected {self.expected}, got {self.actual}")
+        elif self.expected is not None:
+            lines.append(f"expected {self.expected}")
+        elif self.actual is not None:
+            lines.append(f"got {self.actual}")
         if self.fix:
             lines.append(f"fix: {self.fix}")
         return "\n".join(lines)
@@ -82,6 +86,14 @@ class BatchError(FocusstackError):
     """One or more stacks of a batch failed; the summary lists each."""
 
 
+class FileWriteError(ImageWriteError):
+    """An output that is not an image (a CSV, a JSON manifest, a dataset file) cannot be written."""
+
+
+class PairingError(FocusstackError):
+    """Inputs that do not pair up (``eval``: a prediction without its GT, sizes that differ)."""
+
+
 @dataclass(frozen=True)
 class ErrorKind:
     exit_code: int
@@ -96,10 +108,12 @@ EXIT_CODES: dict[type[BaseException], ErrorKind] = {
     ConfigError: ErrorKind(EXIT_USAGE, "bad option"),
     UsageError: ErrorKind(EXIT_USAGE, "usage error"),
     ImageReadError: ErrorKind(EXIT_FAILURE, "cannot read image"),
+    FileWriteError: ErrorKind(EXIT_FAILURE, "cannot write file"),
     ImageWriteError: ErrorKind(EXIT_FAILURE, "cannot write image"),
     StackError: ErrorKind(EXIT_FAILURE, "bad stack"),
     WeightsError: ErrorKind(EXIT_FAILURE, "weights problem"),
     BatchError: ErrorKind(EXIT_FAILURE, "batch failed"),
+    PairingError: ErrorKind(EXIT_FAILURE, "inputs do not pair"),
     FocusstackError: ErrorKind(EXIT_FAILURE, "error"),
     KeyboardInterrupt: ErrorKind(EXIT_INTERRUPTED, "interrupted"),
     MemoryError: ErrorKind(EXIT_FAILURE, "out of memory"),

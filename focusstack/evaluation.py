@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from focusstack.config import DEFAULT_MAX_PIXELS, DEVICES
-from focusstack.errors import ConfigError, FocusstackError, UsageError
+from focusstack.errors import ConfigError, FileWriteError, PairingError, UsageError
 from focusstack.io import SUPPORTED_EXTENSIONS, atomic_output, check_output, natural_sort, read_image
 from focusstack.metrics.registry import BY_KEY, METRICS, MetricInfo, Unavailable, resolve_metric
 
@@ -42,7 +42,7 @@ SCHEMA = "focusstack-eval/1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
-class EvalInputError(FocusstackError):
+class EvalInputError(PairingError):
     """Predictions and references that do not pair up: a missing file, sizes that differ (exit 1)."""
 
 

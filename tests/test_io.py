@@ -280,10 +280,14 @@ def test_exif_survives_round_trip(tmp_path: Path, io_rng: np.random.Generator, i
     assert _exif_make(read_image(out).exif) == "focusstack-test"
 
 
-def test_tiff_write_ignores_exif_but_writes(tmp_path: Path, io_rng: np.random.Generator, io_exif: bytes) -> None:
+def test_tiff_write_keeps_exif_basics_with_orientation_1(tmp_path: Path, io_rng: np.random.Generator, io_exif: bytes) -> None:
     out = write_image(tmp_path / "x.tif", _smooth(io_rng), bit_depth=16, exif=io_exif)
+    with tifffile.TiffFile(out) as tf:
+        tags = tf.pages[0].tags
+        assert tags[271].value == "focusstack-test" and tags[272].value == "unit camera"
+        assert int(tags[274].value) == 1
     frame = read_image(out)
-    assert frame.exif is None and frame.bit_depth == 16
+    assert frame.bit_depth == 16 and _exif_make(frame.exif) == "focusstack-test"
 
 
 def test_write_clips_out_of_range(tmp_path: Path) -> None:
@@ -455,14 +459,56 @@ def test_jpeg_modes(tmp_path: Path, io_rng: np.random.Generator, mode: str) -> N
     np.testing.assert_allclose(frame.pixels, expected, atol=1e-6)
 
 
-def test_exif_orientation_is_not_applied(tmp_path: Path, io_rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_exif_orientation_is_applied_like_pillow(tmp_path: Path, io_rng: np.random.Generator, orientation: int, fmt: str) -> None:
+    from PIL import ImageOps
+
+    from focusstack.io.readers import exif_orientation
+
     u8 = np.rint(_smooth(io_rng, 16, 24) * 255).astype(np.uint8)
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 on display
-    Image.fromarray(u8).save(tmp_path / "o.png", exif=exif.tobytes())
-    frame = read_image(tmp_path / "o.png")
-    assert frame.pixels.shape == (16, 24, 3)
-    assert frame.exif is not None
+    exif[0x010F] = "cam"
+    exif[0x0112] = orientation
+    path = tmp_path / f"o.{'png' if fmt == 'png' else 'jpg'}"
+    Image.fromarray(u8).save(path, exif=exif.tobytes(), **({"quality": 100} if fmt == "jpeg" else {}))
+    with Image.open(path) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.float32) / 255
+    info = probe_image(path)
+    frame = read_image(path)
+    assert frame.pixels.shape == expected.shape
+    assert (info.height, info.width) == expected.shape[:2]
+    np.testing.assert_allclose(frame.pixels, expected, atol=1e-6)
+    assert exif_orientation(frame.exif) == 1 and _exif_make(frame.exif) == "cam"
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_tiff_orientation_tag_is_applied(tmp_path: Path, io_rng: np.random.Generator, orientation: int) -> None:
+    from PIL import ImageOps
+
+    u8 = np.rint(_smooth(io_rng, 10, 14) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "o.tif", u8, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    im = Image.fromarray(u8)
+    im.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(im), dtype=np.float32) / 255
+    assert (probe_image(tmp_path / "o.tif").height, probe_image(tmp_path / "o.tif").width) == expected.shape[:2]
+    np.testing.assert_array_equal(read_image(tmp_path / "o.tif").pixels, expected)
+
+
+def test_rotated_frames_stack_with_upright_ones(tmp_path: Path, io_rng: np.random.Generator) -> None:
+    """A camera frame stored sideways with Orientation 6 beside the same scene stored upright:
+    the sizes agree once oriented (the old reader called it a size mismatch)."""
+    u8 = np.rint(_smooth(io_rng, 12, 20) * 255).astype(np.uint8)
+    (tmp_path / "s").mkdir()
+    Image.fromarray(u8).save(tmp_path / "s" / "a.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.ascontiguousarray(np.rot90(u8, k=1))).save(tmp_path / "s" / "b.png", exif=exif.tobytes())
+    infos = check_stack(collect_stack([tmp_path / "s"]))
+    assert [(i.width, i.height) for i in infos] == [(20, 12), (20, 12)]
+    np.testing.assert_array_equal(read_image(tmp_path / "s" / "b.png").pixels, read_image(tmp_path / "s" / "a.png").pixels)
 
 
 def test_content_decides_format(tmp_path: Path, io_rng: np.random.Generator) -> None:

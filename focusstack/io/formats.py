@@ -44,7 +44,8 @@ class ImageInfo:
     """What an image file's header says; no pixels are decoded to get it.
 
     ``width``/``height`` are the size of the frame :func:`~focusstack.io.read_image` returns
-    (for RAW: LibRaw's output size, after its orientation flip). ``channels`` is the number of
+    after orientation (EXIF or TIFF Orientation 5-8 swap them; for RAW: LibRaw's output
+    size, after its orientation flip). ``channels`` is the number of
     channels stored in the file (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA/CMYK; RAW: 3).
     ``bit_depth`` is 8 or 16 for integer samples and 32 for floating-point TIFF samples (RAW: 16,
     the depth LibRaw decodes to). ``kind`` is ``"raw"``, ``"tiff"``, ``"png"`` or ``"jpeg"``,
@@ -74,14 +75,16 @@ class Frame:
     """One decoded frame.
 
     ``pixels``: ``(H, W, 3) float32 in [0, 1]``, RGB, C-contiguous. Alpha is dropped, gray is
-    replicated to three channels, EXIF orientation is *not* applied (pixels as stored).
+    replicated to three channels, orientation is applied (EXIF for PNG/JPEG, the TIFF tag,
+    LibRaw's flip): pixels come upright, and ``exif`` then says Orientation 1.
 
     ``bit_depth``: 8 or 16, the precision the source had, used to pick the output depth:
     8-bit PNG/JPEG/TIFF -> 8; 16-bit PNG/TIFF -> 16; RAW -> 16 (LibRaw decodes to 16 bits);
     floating-point TIFF -> 16 (there is no float output, 16 bits is the closest it gets).
 
-    ``exif``: the raw EXIF block as Pillow gives it (starting ``b"Exif\\0\\0"``), or ``None``
-    (always ``None`` for TIFF and RAW). ``icc``: the embedded ICC profile bytes, or ``None``.
+    ``exif``: the raw EXIF block as Pillow gives it (starting ``b"Exif\\0\\0"``); for TIFF a
+    block holding the file's basic tags (Make, Model, DateTime, ...), or ``None``; always
+    ``None`` for RAW. ``icc``: the embedded ICC profile bytes, or ``None``.
     """
 
     path: Path

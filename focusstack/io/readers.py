@@ -13,9 +13,11 @@ RAW suffixes always go to LibRaw (DNG, NEF and most RAW formats are TIFF inside)
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import struct
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,8 @@ from focusstack.io.formats import (
 )
 
 __all__ = ["probe_image", "read_image"]
+
+log = logging.getLogger("focusstack.io")
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -90,15 +94,21 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
       brightening; ``bit_depth`` 16. Bayer and already-RGB files (scanner NEFs) both work.
     * TIFF (tifffile only, never Pillow, which drops 16-bit RGB to 8 bits): uint8, uint16
       (n-bit samples scaled by ``2**n - 1``), bilevel, float16/32/64. Float samples are clipped
-      to ``[0, 1]``; NaN or infinity is an error. Gray is replicated to RGB, alpha and other
+      to ``[0, 1]`` (never rescaled: frames of one stack must keep one brightness scale); when
+      any sample is above 1 (a linear HDR frame) a warning says how many were clipped. NaN or
+      infinity is an error. Gray is replicated to RGB, alpha and other
       extra samples are ignored, planar (``(3, H, W)``) files are transposed, palette and CMYK
       files are converted (CMYK naively, without a colour profile), multi-page files give their
       first page (or their first three pages when the file says they are the colour channels).
     * PNG (Pillow; 16-bit colour PNGs at full 16-bit precision) and JPEG (Pillow): modes
       ``1, L, LA, P, PA, RGB, RGBA, I;16*, I, CMYK, YCbCr``. Alpha is ignored. 16-bit
       gray+alpha PNG is read at 8-bit precision (a Pillow limit).
-    * EXIF orientation is *not* applied: pixels come as stored (a stack is shot in one
-      orientation, and the EXIF block is copied to the output, so viewers rotate it alike).
+    * Orientation is applied, so pixels come upright as a viewer shows them: the EXIF
+      Orientation tag (2-8) of PNG and JPEG (the same transposition as Pillow's
+      ``ImageOps.exif_transpose``), the TIFF Orientation tag (274) of TIFF files, LibRaw's
+      ``flip`` of RAW files. ``exif`` then says Orientation 1 (its bytes patched in place), so
+      the output is not rotated a second time by viewers. :func:`probe_image` reports the
+      upright size.
 
     Args:
         path: a file with one of :data:`~focusstack.io.SUPPORTED_EXTENSIONS`.
@@ -106,7 +116,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
 
     Returns:
         :class:`~focusstack.io.Frame` with ``pixels`` ``(H, W, 3) float32 in [0, 1]``,
-        ``bit_depth`` 8 or 16, ``exif`` (Pillow's raw block, ``None`` for TIFF and RAW) and
+        ``bit_depth`` 8 or 16, ``exif`` (Pillow's raw block; for TIFF a block holding the
+        file's basic tags, Make/Model/DateTime/Artist/Copyright, or ``None``; ``None`` for RAW) and
         ``icc`` (embedded profile bytes or ``None``).
 
     Raises:
@@ -231,11 +242,42 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
         )
 
 
+class _ToDebug(logging.Filter):
+    """Re-log a third-party logger's records (tifffile's) at debug level under focusstack.io."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.debug("%s: %s says: %s", self.path, record.name, record.getMessage())
+        return False
+
+
+@contextmanager
+def _quiet_decoders(path: Path) -> Iterator[None]:
+    """Decoder warnings (numpy, Pillow, tifffile's logger) go to the debug log, never to stderr.
+
+    What matters in them is reported by our own checks (truncation, size, NaN, clipping)."""
+    tiff_log = logging.getLogger("tifffile")
+    filt = _ToDebug(path)
+    tiff_log.addFilter(filt)
+    try:
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+            warnings.simplefilter("always")
+            yield
+    finally:
+        tiff_log.removeFilter(filt)
+    for w in caught:
+        log.debug("%s: decoder warning: %s: %s", path, w.category.__name__, w.message)
+
+
 @contextmanager
 def _decoder_errors(path: Path, kind: str) -> Iterator[None]:
     """Turn anything a decoder raises into an ImageReadError naming ``path``."""
     try:
-        yield
+        with _quiet_decoders(path):
+            yield
     except FocusstackError:
         raise
     except MemoryError as exc:
@@ -299,8 +341,130 @@ def _check_finite_and_clip(path: Path, out: np.ndarray) -> np.ndarray:
             actual=f"{bad:,} NaN/inf samples",
             fix="re-export the frame with NaN/inf replaced (or as a 16-bit integer TIFF)",
         )
+    above = int(np.count_nonzero(out > 1.0))
+    if above:
+        log.warning(
+            "%s: %s of %s samples are above 1 (max %.4g), as in a linear HDR frame; they are "
+            "clipped to 1 (never rescaled); fix: scale the frames to 0..1 before stacking (the "
+            "same factor for every frame of the stack)",
+            path, f"{above:,}", f"{out.size:,}", float(out.max()),
+        )
     np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# orientation
+
+#: Orientation 2..8 -> numpy steps on an (H, W, ...) array giving the upright image, the same
+#: transposition Pillow's ImageOps.exif_transpose applies.
+_ORIENT_SWAPS = frozenset({5, 6, 7, 8})
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """``(H, W, 3)`` as stored -> upright (C-contiguous); 1 or unknown values: unchanged."""
+    o = orientation
+    if o == 2:
+        out = pixels[:, ::-1]
+    elif o == 3:
+        out = pixels[::-1, ::-1]
+    elif o == 4:
+        out = pixels[::-1]
+    elif o == 5:
+        out = pixels.swapaxes(0, 1)
+    elif o == 6:
+        out = np.rot90(pixels, k=-1)
+    elif o == 7:
+        out = pixels[::-1, ::-1].swapaxes(0, 1)
+    elif o == 8:
+        out = np.rot90(pixels, k=1)
+    else:
+        return pixels
+    return np.ascontiguousarray(out)
+
+
+def _upright(info: ImageInfo, orientation: int) -> ImageInfo:
+    if orientation not in _ORIENT_SWAPS:
+        return info
+    return _info(info.path, info.height, info.width, info.channels, info.bit_depth, info.kind)
+
+
+def _exif_ifd0(blob: bytes) -> tuple[int, str, int] | None:
+    """(TIFF header offset, struct byte order, IFD0 offset) of an EXIF block, or None."""
+    base = 6 if blob.startswith(b"Exif\x00\x00") else 0
+    head = blob[base:base + 8]
+    if len(head) < 8 or head[:2] not in (b"II", b"MM"):
+        return None
+    order = "<" if head[:2] == b"II" else ">"
+    magic, ifd = struct.unpack(order + "HI", head[2:8])
+    if magic != 42:
+        return None
+    return base, order, ifd
+
+
+def _exif_entries(blob: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """IFD0 entries of an EXIF block: (tag, type, count, absolute offset of the value field)."""
+    found = _exif_ifd0(blob)
+    if found is None:
+        return
+    base, order, ifd = found
+    start = base + ifd
+    if start + 2 > len(blob):
+        return
+    (n,) = struct.unpack(order + "H", blob[start:start + 2])
+    for i in range(n):
+        at = start + 2 + 12 * i
+        if at + 12 > len(blob):
+            return
+        tag, typ, count = struct.unpack(order + "HHI", blob[at:at + 8])
+        yield tag, typ, count, at + 8
+
+
+def exif_orientation(blob: bytes | None) -> int:
+    """The EXIF Orientation (1-8) of a raw EXIF block; 1 when absent or unreadable."""
+    if not blob:
+        return 1
+    try:
+        found = _exif_ifd0(blob)
+        for tag, typ, count, at in _exif_entries(blob):
+            if tag == 0x0112 and typ == 3 and count >= 1 and found is not None:
+                (value,) = struct.unpack(found[1] + "H", blob[at:at + 2])
+                return int(value) if 1 <= value <= 8 else 1
+    except struct.error:
+        return 1
+    return 1
+
+
+def exif_reset_orientation(blob: bytes) -> bytes:
+    """The same EXIF block with its Orientation set to 1 (patched in place: nothing else
+    changes, maker notes and offsets included)."""
+    found = _exif_ifd0(blob)
+    if found is None:
+        return blob
+    out = bytearray(blob)
+    for tag, typ, count, at in _exif_entries(blob):
+        if tag == 0x0112 and typ == 3 and count >= 1:
+            out[at:at + 2] = struct.pack(found[1] + "H", 1)
+    return bytes(out)
+
+
+#: TIFF IFD0 tags kept as "EXIF basics": ImageDescription, Make, Model, DateTime, Artist, Copyright.
+BASIC_TAGS: tuple[int, ...] = (270, 271, 272, 306, 315, 33432)
+
+
+def _tiff_basics_exif(page: Any) -> bytes | None:
+    """A small EXIF block holding a TIFF page's basic text tags (for the output's metadata)."""
+    values = {}
+    for code in BASIC_TAGS:
+        tag = page.tags.get(code)
+        if tag is not None and isinstance(tag.value, str) and tag.value.strip():
+            values[code] = tag.value
+    if not values:
+        return None
+    exif = Image.Exif()
+    for code, value in values.items():
+        exif[code] = value
+    return exif.tobytes()
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,9 +579,15 @@ def _tiff(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame |
                     fix=_REEXPORT,
                 )
 
-        info = _info(path, width, height, channels, bit_depth, "tiff")
+        orient_tag = page.tags.get(274)  # Orientation
+        try:
+            orientation = int(orient_tag.value) if orient_tag is not None else 1
+        except (TypeError, ValueError):
+            orientation = 1
+        info = _upright(_info(path, width, height, channels, bit_depth, "tiff"), orientation)
         if not decode:
             return info, None
+        basics = _tiff_basics_exif(page)
 
         icc_tag = page.tags.get(34675)  # InterColorProfile
         icc = bytes(icc_tag.value) if icc_tag is not None and icc_tag.value else None
@@ -451,8 +621,8 @@ def _tiff(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame |
             cmap_scale = 255.0 if cmap.max() < 256 else 65535.0
             idx = arr[..., 0] if arr.ndim == 3 else arr
             idx = np.minimum(idx.astype(np.intp), cmap.shape[1] - 1)
-            pixels = _to_rgb(np.moveaxis(cmap[:, idx], 0, -1), cmap_scale)
-            return info, Frame(path=path, pixels=pixels, bit_depth=8, exif=None, icc=icc)
+            pixels = _orient(_to_rgb(np.moveaxis(cmap[:, idx], 0, -1), cmap_scale), orientation)
+            return info, Frame(path=path, pixels=pixels, bit_depth=8, exif=basics, icc=icc)
 
         if photometric == PHOTOMETRIC.SEPARATED:
             pixels = _cmyk_to_rgb(path, arr, dtype, int(page.bitspersample))
@@ -468,8 +638,9 @@ def _tiff(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame |
             np.clip(pixels, 0.0, 1.0, out=pixels)
         if photometric == PHOTOMETRIC.MINISWHITE:
             np.subtract(np.float32(1.0), pixels, out=pixels)
+        pixels = _orient(pixels, orientation)
 
-    return info, Frame(path=path, pixels=pixels, bit_depth=16 if bit_depth != 8 else 8, exif=None, icc=icc)
+    return info, Frame(path=path, pixels=pixels, bit_depth=16 if bit_depth != 8 else 8, exif=basics, icc=icc)
 
 
 def _cmyk_to_rgb(path: Path, arr: np.ndarray, dtype: np.dtype, bps: int) -> np.ndarray:
@@ -531,13 +702,16 @@ def _png(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame | 
     # The guard runs on our own parse of IHDR, before Pillow sees the file.
     _check_size(path, width, height, max_pixels)
     info = _info(path, width, height, channels, 16 if depth == 16 else 8, "png")
-    if not decode:
-        return info, None
 
     # PngImageFile directly (not Image.open): Pillow's own bomb check lives in Image.open and
     # would refuse frames above its default limit that --max-pixels allows; ours ran above.
     with open(path, "rb") as fh:
-        im = PngImagePlugin.PngImageFile(fh)
+        im = PngImagePlugin.PngImageFile(fh)  # chunks up to the first IDAT; no pixels
+        # the orientation an eXIf chunk before the pixels gives (probe and read agree on it)
+        orientation = exif_orientation(_exif_bytes(im))
+        info = _upright(info, orientation)
+        if not decode:
+            return info, None
         _check_pillow_size(path, im, width, height)
         if depth == 16 and colour_type in (2, 6):
             high = _load_array(im)
@@ -550,6 +724,7 @@ def _png(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame | 
         else:
             pixels = _pillow_pixels(path, im)
         exif, icc = _pillow_metadata(im)
+    pixels, exif = _apply_orientation(pixels, exif, orientation)
     return info, Frame(path=path, pixels=pixels, bit_depth=info.bit_depth, exif=exif, icc=icc)
 
 
@@ -577,12 +752,25 @@ def _jpeg(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame |
         im = JpegImagePlugin.JpegImageFile(fh)  # header only; no Pillow bomb check (see _png)
         width, height = im.size
         _check_size(path, width, height, max_pixels)
-        info = _info(path, width, height, len(im.getbands()), 8, "jpeg")
+        orientation = exif_orientation(_exif_bytes(im))  # APP1 is read with the header
+        info = _upright(_info(path, width, height, len(im.getbands()), 8, "jpeg"), orientation)
         if not decode:
             return info, None
         pixels = _pillow_pixels(path, im)
         exif, icc = _pillow_metadata(im)
+    pixels, exif = _apply_orientation(pixels, exif, orientation)
     return info, Frame(path=path, pixels=pixels, bit_depth=8, exif=exif, icc=icc)
+
+
+def _exif_bytes(im: Image.Image) -> bytes | None:
+    exif = im.info.get("exif")
+    return bytes(exif) if isinstance(exif, (bytes, bytearray)) and exif else None
+
+
+def _apply_orientation(pixels: np.ndarray, exif: bytes | None, orientation: int) -> tuple[np.ndarray, bytes | None]:
+    if orientation == 1:
+        return pixels, exif
+    return _orient(pixels, orientation), exif_reset_orientation(exif) if exif else exif
 
 
 def _check_pillow_size(path: Path, im: Image.Image, width: int, height: int) -> None:

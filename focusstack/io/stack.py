@@ -7,17 +7,21 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from focusstack.config import DEFAULT_MAX_PIXELS, MAX_FRAMES
-from focusstack.errors import StackError, UsageError
+from focusstack.errors import ImageReadError, StackError, UsageError
 from focusstack.io.formats import SUPPORTED_EXTENSIONS, ImageInfo, format_extensions
 from focusstack.io.readers import probe_image
 
 __all__ = ["check_stack", "collect_stack", "natural_sort"]
+
+log = logging.getLogger("focusstack.io")
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -54,12 +58,20 @@ def _extension_error(path: Path) -> UsageError:
     )
 
 
-def collect_stack(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+def collect_stack(
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    exclude: Iterable[str | os.PathLike[str]] = (),
+) -> list[Path]:
     """The frames of one stack, in natural order.
 
     Args:
         inputs: either exactly one folder (its supported image files are used: not recursive,
             hidden files skipped, other files ignored) or one or more image files.
+        exclude: files never taken as frames of a folder (this run's output, when it lies in
+            the input folder); compared after resolving links and by inode. Each one found is
+            logged (warning). Our own temp files (``.NAME.XXXXXXXX.part``) are hidden files and
+            never read. What else a folder held and was not read is logged (info), with why.
 
     Returns:
         The frame paths, naturally sorted (:func:`natural_sort`), as given (not resolved).
@@ -69,6 +81,8 @@ def collect_stack(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
         UsageError: no inputs; a missing path; a folder mixed with other inputs; a folder with
             no supported images; a file with an unsupported suffix; the same file twice. The
             messages list the supported suffixes where that helps.
+        ImageReadError: an image file in the folder that is a dangling symbolic link or a
+            link loop (a frame that cannot be read is never dropped silently).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -95,7 +109,7 @@ def collect_stack(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
                 actual=f"{len(folders)} folder(s) among {len(paths)} inputs",
                 fix="pass a single folder per stack, or list the frame files",
             )
-        return _collect_folder(folders[0])
+        return _collect_folder(folders[0], [Path(p) for p in exclude])
 
     seen: dict[Path, Path] = {}
     for path in paths:
@@ -115,7 +129,28 @@ def collect_stack(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return natural_sort(paths)
 
 
-def _collect_folder(folder: Path) -> list[Path]:
+def _same_file(path: Path, others: Sequence[Path]) -> bool:
+    if not others:
+        return False
+    try:
+        target = path.resolve()
+    except OSError:
+        return False
+    for other in others:
+        try:
+            if other.resolve() == target or (other.exists() and os.path.samefile(path, other)):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _shown(names: Sequence[str], limit: int = 8) -> str:
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _collect_folder(folder: Path, exclude: Sequence[Path] = ()) -> list[Path]:
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
@@ -124,24 +159,56 @@ def _collect_folder(folder: Path) -> list[Path]:
             fix="check the folder's permissions",
         ) from exc
     frames = []
-    skipped = []
+    skipped = []  # other files: not an image type
+    why: dict[str, list[str]] = {}
     for entry in entries:
+        is_image = os.path.splitext(entry.name)[1].lower() in SUPPORTED_EXTENSIONS
         if entry.name.startswith("."):
+            why.setdefault("hidden", []).append(entry.name)
             continue
         try:
-            is_file = entry.is_file()  # follows symlinks
-        except OSError:
+            os.stat(entry.path)  # follows symlinks: a dangling link or a loop fails here
+            is_file = entry.is_file()
+        except OSError as exc:
+            if is_image:
+                loop = exc.errno == errno.ELOOP
+                target = _link_target(entry.path)
+                raise ImageReadError(
+                    f"{folder / entry.name}: "
+                    + ("a symbolic link loop" if loop else "a dangling symbolic link")
+                    + " in the stack folder",
+                    expected="every image file in the folder to be readable",
+                    actual=(f"a link to {target}, which " + ("leads back to itself" if loop else "does not exist"))
+                    if target is not None else (exc.strerror or str(exc)),
+                    fix="restore the file it points to, or remove the link from the folder",
+                ) from exc
+            why.setdefault("unreadable (not an image)", []).append(entry.name)
             continue
         if not is_file:
+            why.setdefault("not a file (folders are not searched)", []).append(entry.name)
             continue
-        if os.path.splitext(entry.name)[1].lower() in SUPPORTED_EXTENSIONS:
-            frames.append(folder / entry.name)
-        else:
+        if not is_image:
             skipped.append(entry.name)
+            why.setdefault("not an image type", []).append(entry.name)
+            continue
+        path = folder / entry.name
+        if _same_file(path, exclude):
+            log.warning("%s: not read as a frame: it is this run's output", path)
+            why.setdefault("this run's output", []).append(entry.name)
+            continue
+        frames.append(path)
+    if why:
+        log.info(
+            "%s: %d frame(s); not read: %s",
+            folder,
+            len(frames),
+            "; ".join(f"{_shown(names)} ({reason})" for reason, names in why.items()),
+        )
     if not frames:
         if skipped:
-            shown = ", ".join(sorted(skipped)[:5]) + (", ..." if len(skipped) > 5 else "")
-            actual = f"{len(skipped)} other file(s): {shown}"
+            actual = f"{len(skipped)} other file(s): {_shown(skipped, 5)}"
+        elif why:
+            actual = "; ".join(f"{_shown(names, 5)} ({reason})" for reason, names in why.items())
         else:
             actual = "an empty folder"
         raise UsageError(
@@ -151,6 +218,13 @@ def _collect_folder(folder: Path) -> list[Path]:
             fix="point at the folder that holds the frames, or convert them to TIFF, PNG or JPEG",
         )
     return natural_sort(frames)
+
+
+def _link_target(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def check_stack(
@@ -174,6 +248,7 @@ def check_stack(
             ``focusstack.stacking.MAX_STACK_FRAMES``: long stacks are fused in slabs, so only an
             absurd count is refused); frames whose sizes differ (names the odd file, its size
             and the first frame's size).
+        Grayscale frames among colour frames are accepted (read as gray RGB) with a warning.
         ImageReadError: a frame whose header cannot be read or that is too large.
     """
     frames = [Path(p) for p in paths]
@@ -206,4 +281,13 @@ def check_stack(
                 actual=f"{info.size_text} ({info.path})",
                 fix="crop or resize the frames to one size, or remove the odd frame from the stack",
             )
+    gray = [i for i in infos if i.channels <= 2]
+    if gray and len(gray) < len(infos):
+        log.warning(
+            "%d of %d frames are grayscale among colour frames (%s): they are converted to RGB "
+            "(gray in all three channels), so where one of them is the sharpest the result is "
+            "gray there; fix: stack colour frames only (re-export %s in colour, or remove it)",
+            len(gray), len(infos), _shown([i.path.name for i in gray], 5),
+            "it" if len(gray) == 1 else "them",
+        )
     return infos

@@ -324,14 +324,50 @@ def _encode_jpeg(tmp, data: np.ndarray, exif: bytes | None, icc: bytes | None) -
     Image.fromarray(data, "RGB").save(tmp, format="JPEG", **params)
 
 
+#: TIFF IFD0 text tags kept from the first frame's EXIF: ImageDescription, Make, Model,
+#: DateTime, Artist, Copyright.
+_TIFF_BASIC_TAGS = (270, 271, 272, 306, 315, 33432)
+
+
+def _tiff_basics(exif: bytes | None) -> dict[int, str]:
+    """The basic IFD0 text tags of an EXIF block (ASCII only; anything unreadable is dropped)."""
+    if not exif:
+        return {}
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        values = {code: parsed.get(code) for code in _TIFF_BASIC_TAGS}
+    except Exception:  # noqa: BLE001 - damaged EXIF: the output simply has no basics
+        return {}
+    out = {}
+    for code, value in values.items():
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "ignore")
+        if isinstance(value, str):
+            value = "".join(ch for ch in value if 32 <= ord(ch) < 127).strip()
+            if value:
+                out[code] = value
+    return out
+
+
 def _encode_tiff(tmp, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
     import tifffile
 
-    # EXIF is not written to TIFF: it would need its own IFD with offsets patched into the
-    # main one, which tifffile does not do for us. Size, colour profile and pixels are kept.
+    # The EXIF block itself is not written to TIFF: it would need its own IFD with offsets
+    # patched into the main one, which tifffile does not do for us. Its basics (Make, Model,
+    # DateTime, Artist, Copyright, ImageDescription) go into IFD0 as ordinary TIFF tags, with
+    # Orientation 1: the pixels are written upright (the reader applied the orientation).
+    basics = _tiff_basics(exif)
+    description = basics.pop(270, None)
+    when = basics.pop(306, None)
+    extratags = [(code, "s", 0, value, True) for code, value in sorted(basics.items())]
+    extratags.append((274, "H", 1, 1, True))  # Orientation: top-left
     tifffile.imwrite(
         tmp,
         data,
+        description=description,
+        datetime=when,
+        extratags=extratags,
         photometric="rgb",
         planarconfig="contig",
         compression="zlib",
@@ -368,7 +404,8 @@ def write_image(
             clipped to ``[0, 1]`` and rounded with ``np.rint``; NaN/inf is an error.
         bit_depth: 8 or 16 (16 only for TIFF and PNG); see :func:`output_bit_depth`.
         exif: EXIF block (Pillow's bytes, ``b"Exif\\0\\0..."``) to keep, or ``None``. Written to
-            JPEG and PNG; not to TIFF.
+            JPEG and PNG; TIFF gets its basic tags (Make, Model, DateTime, Artist, Copyright,
+            ImageDescription) and always Orientation 1.
         icc: ICC profile bytes to embed, or ``None``. Written to every format.
         overwrite: replace an existing output.
         protected: the input frames; the output may never be one of them.
