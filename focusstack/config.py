@@ -220,6 +220,12 @@ class FuseConfig:
     focus_order: str = "auto"
     #: hybrid engine: write its maps (decision map, confidence, each engine's output) here.
     save_steps: Path | None = None
+    #: ``--depth-map``: a 16-bit PNG/TIFF of the focus-order index of the sharpest frame per
+    #: pixel (focusstack.depthmap); ``--depth-map-preview``: the same in a colour map.
+    depth_map: Path | None = None
+    depth_map_preview: Path | None = None
+    #: Create a missing output folder (when the result is written) instead of refusing it.
+    make_folder: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (

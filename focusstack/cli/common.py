@@ -50,6 +50,20 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
         raise typer.Exit(report_error(exc, debug=debug)) from None
 
 
+def setup_output(*, verbose: int = 0, quiet: bool = False, progress: str = "auto") -> None:
+    """``-v``/``-q``/``--progress``: the ``focusstack`` log level and the progress style on
+    stderr (``focusstack.progress.configure``)."""
+    from focusstack.progress import configure
+
+    configure(verbosity=-1 if quiet else verbose, progress=progress)
+
+
+def print_result(line: str) -> None:
+    """One line of a command's result on stdout (progress and logs go to stderr)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def print_json(payload: Any) -> None:
     """Write one JSON document to stdout."""
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
