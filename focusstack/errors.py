@@ -94,6 +94,10 @@ class PairingError(FocusstackError):
     """Inputs that do not pair up (``eval``: a prediction without its GT, sizes that differ)."""
 
 
+class DependencyError(FocusstackError):
+    """An optional package a feature needs is not installed (the fix names the extra)."""
+
+
 @dataclass(frozen=True)
 class ErrorKind:
     exit_code: int
@@ -114,6 +118,7 @@ EXIT_CODES: dict[type[BaseException], ErrorKind] = {
     WeightsError: ErrorKind(EXIT_FAILURE, "weights problem"),
     BatchError: ErrorKind(EXIT_FAILURE, "batch failed"),
     PairingError: ErrorKind(EXIT_FAILURE, "inputs do not pair"),
+    DependencyError: ErrorKind(EXIT_FAILURE, "missing package"),
     FocusstackError: ErrorKind(EXIT_FAILURE, "error"),
     KeyboardInterrupt: ErrorKind(EXIT_INTERRUPTED, "interrupted"),
     MemoryError: ErrorKind(EXIT_FAILURE, "out of memory"),

@@ -35,7 +35,7 @@ import numpy as np
 
 from focusstack.config import DEFAULT_MAX_PIXELS, DEVICES
 from focusstack.errors import ConfigError, FileWriteError, PairingError, UsageError
-from focusstack.io import SUPPORTED_EXTENSIONS, atomic_output, check_output, natural_sort, read_image
+from focusstack.io import SUPPORTED_EXTENSIONS, check_output, natural_sort, read_image, write_files
 from focusstack.metrics.registry import BY_KEY, METRICS, MetricInfo, Unavailable, resolve_metric
 
 SCHEMA = "focusstack-eval/1"
@@ -294,8 +294,9 @@ def evaluate(config: EvalConfig) -> EvalResult:
         raise UsageError(f"--plots: no selected reference metric works on {config.patch} px patches, nothing to plot",
                          expected="a reference metric such as psnr, ssim or lpips (MS-SSIM and IW-SSIM need >= 161 px)",
                          actual=", ".join(ref_keys) or "no reference metric", fix="add one to --metrics, or raise --patch")
-    plot_paths = _check_outputs(config, patch_keys)
     stems_by_method, plan = _pair(config)
+    protected = _input_files(config, stems_by_method, plan)
+    plot_paths = _check_outputs(config, patch_keys, protected)
 
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -358,27 +359,74 @@ def evaluate(config: EvalConfig) -> EvalResult:
         for k in ref_keys:
             if k not in patch_keys:
                 result.difficulty["unavailable"][k] = f"patch too small (needs >= {BY_KEY[k].min_size} px, --patch {config.patch})"
-        if config.plots is not None:
-            result.written += _plots(result.difficulty, plot_paths, config)
+    files: list[tuple[Path, bytes]] = []
+    if want_diff and config.plots is not None:
+        files += _plots(result.difficulty, plot_paths, config)
     if config.csv is not None:
-        _write_csv(config.csv, images, keys, config.overwrite)
-        result.written.append(str(config.csv))
+        files.append((config.csv, _csv_bytes(images, keys)))
+    if files:  # all or none, never over an input
+        write_files(files, overwrite=config.overwrite, protected=protected, error_class=FileWriteError)
+        result.written += [str(p) for p, _ in files]
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _check_outputs(config: EvalConfig, patch_keys: list[str]) -> dict[str, Path]:
-    """Refuse existing output files (without ``overwrite``) before any work; the plot paths."""
+def _input_folders(config: EvalConfig) -> list[tuple[str, Path]]:
+    """Every folder eval reads images from, with the option that names it."""
+    out: list[tuple[str, Path]] = []
+    for name, folder in config.methods:
+        out.append((f"--method {name}", folder))
+        out.append((f"--method {name} (its masks/)", folder / "masks"))
+    for option, root in (("--gt", config.gt), ("--sources", config.sources), ("--masks", config.masks)):
+        if root is not None:
+            out.append((option, root))
+    return out
+
+
+def _input_files(config: EvalConfig, stems_by_method: dict[str, dict[str, Path]], plan: list) -> list[Path]:
+    """Every image this run reads: predictions, GT, source frames, masks, methods' own masks."""
+    files: list[Path] = [p for smap in stems_by_method.values() for p in smap.values()]
+    for _, gt, srcs, masks in plan:
+        files += ([gt] if gt is not None else []) + list(srcs) + list(masks)
+    for _, folder in config.methods:
+        if (folder / "masks").is_dir():
+            files += _images_in(folder / "masks")
+    return files
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _check_outputs(config: EvalConfig, patch_keys: list[str], protected: list[Path] = ()) -> dict[str, Path]:
+    """Refuse existing output files (without ``overwrite``) and any output that is an input
+    (even with ``overwrite``) before any work; the plot paths."""
     if config.csv is not None:
-        check_output(config.csv, overwrite=config.overwrite)
+        check_output(config.csv, overwrite=config.overwrite, protected=protected, error_class=FileWriteError)
     plot_paths: dict[str, Path] = {}
     if config.plots is not None and patch_keys:
         if config.plots.exists() and not config.plots.is_dir():
             raise UsageError(f"--plots {config.plots}: not a folder", fix="give a folder (it is created when missing)")
-        config.plots.mkdir(parents=True, exist_ok=True)
+        for option, folder in _input_folders(config):
+            if _same_folder(config.plots, folder):
+                raise UsageError(
+                    f"--plots {config.plots} is the {option} folder",
+                    expected="a folder eval does not read images from",
+                    actual=f"{option} {folder}",
+                    fix="give --plots a folder of its own (its PNGs would be read as images on the next run)",
+                )
         for k in patch_keys:
             plot_paths[k] = config.plots / f"difficulty_{k}.png"
-            check_output(plot_paths[k], overwrite=config.overwrite)
+            if config.plots.is_dir():
+                check_output(plot_paths[k], overwrite=config.overwrite, protected=protected, error_class=FileWriteError)
+        try:
+            config.plots.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FileWriteError(f"--plots {config.plots}: cannot create the folder", actual=exc.strerror or str(exc),
+                                 fix="choose a writable location for --plots") from None
     return plot_paths
 
 
@@ -574,7 +622,7 @@ def _difficulty_table(diff_values: list[np.ndarray], patch_scores: dict, patch_k
     }
 
 
-def _plots(diff: dict, plot_paths: dict[str, Path], config: EvalConfig) -> list[str]:
+def _plots(diff: dict, plot_paths: dict[str, Path], config: EvalConfig) -> list[tuple[Path, bytes]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -607,17 +655,14 @@ def _plots(diff: dict, plot_paths: dict[str, Path], config: EvalConfig) -> list[
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         plt.close(fig)
-        with atomic_output(path, overwrite=config.overwrite) as tmp:
-            tmp.write_bytes(buf.getvalue())
-        written.append(str(path))
+        written.append((path, buf.getvalue()))
     return written
 
 
-def _write_csv(path: Path, images: list[dict], keys: list[str], overwrite: bool) -> None:
+def _csv_bytes(images: list[dict], keys: list[str]) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["method", "stem", "pred", *keys])
     for r in images:
         w.writerow([r["method"], r["stem"], r["pred"], *("" if r["scores"][k] is None else repr(r["scores"][k]) for k in keys)])
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        tmp.write_text(buf.getvalue())
+    return buf.getvalue().encode()

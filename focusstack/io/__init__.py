@@ -17,7 +17,16 @@ from focusstack.io.formats import (
 )
 from focusstack.io.readers import probe_image, read_image
 from focusstack.io.stack import check_stack, collect_stack, natural_sort
-from focusstack.io.writers import atomic_output, check_output, output_bit_depth, write_image
+from focusstack.io.writers import (
+    atomic_output,
+    atomic_outputs,
+    check_output,
+    encode_image,
+    output_bit_depth,
+    write_files,
+    write_image,
+    write_images,
+)
 
 __all__ = [
     "OUTPUT_EXTENSIONS",
@@ -26,12 +35,16 @@ __all__ = [
     "Frame",
     "ImageInfo",
     "atomic_output",
+    "atomic_outputs",
     "check_output",
     "check_stack",
     "collect_stack",
+    "encode_image",
     "natural_sort",
     "output_bit_depth",
     "probe_image",
     "read_image",
+    "write_files",
     "write_image",
+    "write_images",
 ]

@@ -25,7 +25,17 @@ from focusstack.errors import ImageWriteError, OutputExistsError, UsageError
 from focusstack.io.formats import OUTPUT_EXTENSIONS, OUTPUT_FORMATS, format_extensions
 from focusstack.io.png16 import encode_png16
 
-__all__ = ["atomic_output", "check_output", "output_bit_depth", "write_image"]
+__all__ = [
+    "atomic_output",
+    "atomic_outputs",
+    "check_output",
+    "encode_image",
+    "output_bit_depth",
+    "write_bytes_checked",
+    "write_files",
+    "write_image",
+    "write_images",
+]
 
 _JPEG_QUALITY = 95
 _JPEG_MAX_EXIF = 65533 - 6  # one APP1 segment; larger EXIF blocks are dropped for JPEG
@@ -83,30 +93,30 @@ def output_bit_depth(output_path: str | os.PathLike[str], input_bit_depths: Sequ
 # atomic output
 
 
-def _write_error(exc: OSError, path: Path, folder: Path) -> ImageWriteError:
+def _write_error(exc: OSError, path: Path, folder: Path, cls: type[ImageWriteError] = ImageWriteError) -> ImageWriteError:
     code = exc.errno
     reason = exc.strerror or str(exc)
     if code in (errno.ENOSPC, errno.EDQUOT):
-        return ImageWriteError(
+        return cls(
             f"{path}: not enough disk space to write the output",
             expected=f"free space in {folder}",
             actual=reason,
             fix=f"free space on the disk holding {folder}, or write the output elsewhere",
         )
     if code in (errno.EACCES, errno.EPERM) or isinstance(exc, PermissionError):
-        return ImageWriteError(
+        return cls(
             f"{path}: cannot write to folder {folder}",
             expected="a folder you may write to",
             actual=reason,
             fix=f"choose a writable folder, or fix the permissions of {folder} (chmod u+w)",
         )
     if code == errno.EROFS:
-        return ImageWriteError(
+        return cls(
             f"{path}: folder {folder} is on a read-only file system",
             actual=reason,
             fix="write the output to a writable disk",
         )
-    return ImageWriteError(
+    return cls(
         f"{path}: cannot write the output",
         actual=reason,
         fix=f"check the folder {folder} (exists, writable, disk healthy) or write elsewhere",
@@ -127,16 +137,23 @@ def _is_protected(path: Path, protected: Iterable[str | os.PathLike[str]]) -> bo
     return False
 
 
-def check_output(path: Path, overwrite: bool = False, protected: Iterable[str | os.PathLike[str]] = ()) -> Path:
+def check_output(
+    path: Path,
+    overwrite: bool = False,
+    protected: Iterable[str | os.PathLike[str]] = (),
+    *,
+    error_class: type[ImageWriteError] = ImageWriteError,
+) -> Path:
     """Refuse inputs as outputs, existing files without ``overwrite``, missing or unwritable
     folders. Cheap: callers run it before long work as well as at write time.
 
-    Returns the destination folder.
+    Returns the destination folder. ``error_class``: the error raised for a folder problem
+    (:class:`~focusstack.errors.FileWriteError` for outputs that are not images).
     """
     path = Path(path)
     if _is_protected(path, protected):
         raise OutputExistsError(
-            f"{path}: the output is one of the input frames",
+            f"{path}: the output is one of the inputs",
             expected="an output name different from every input",
             actual=str(path),
             fix="choose another output name (focusstack never overwrites its inputs, "
@@ -145,7 +162,7 @@ def check_output(path: Path, overwrite: bool = False, protected: Iterable[str | 
     folder = path.parent
     if os.path.lexists(path):
         if os.path.isdir(path):
-            raise ImageWriteError(
+            raise error_class(
                 f"{path}: the output is a folder",
                 expected="a file name such as stacked.tif",
                 actual="an existing folder",
@@ -154,14 +171,14 @@ def check_output(path: Path, overwrite: bool = False, protected: Iterable[str | 
         if not overwrite:
             raise OutputExistsError(f"{path}: output exists", fix=_OVERWRITE_FIX)
     if not folder.is_dir():
-        raise ImageWriteError(
+        raise error_class(
             f"{path}: output folder {folder} does not exist",
             expected="an existing folder",
             actual="missing" if not folder.exists() else "not a folder",
             fix=f"create it first (mkdir -p {folder}) or choose another output path",
         )
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ImageWriteError(
+        raise error_class(
             f"{path}: output folder {folder} is not writable",
             fix="choose a folder you can write to, or fix its permissions",
         )
@@ -174,6 +191,7 @@ def atomic_output(
     *,
     overwrite: bool = False,
     protected: Iterable[str | os.PathLike[str]] = (),
+    error_class: type[ImageWriteError] = ImageWriteError,
 ) -> Iterator[Path]:
     """Write a file atomically: yield a temp path, then rename it to ``path``.
 
@@ -198,35 +216,122 @@ def atomic_output(
         ImageWriteError: the folder is missing or not writable, the disk is full, any other
             OS error while writing, syncing or renaming.
     """
-    path = Path(path)
-    protected = tuple(protected)
-    folder = check_output(path, overwrite, protected)
+    with atomic_outputs([path], overwrite=overwrite, protected=protected, error_class=error_class) as (tmp,):
+        yield tmp
+
+
+def _temp_name(folder: Path, path: Path, kind: str) -> Path:
     # a short temp name when the output's own name leaves no room (names are limited to 255 bytes)
     stem = path.name if len(os.fsencode(path.name)) <= 200 else "focusstack"
-    tmp = folder / f".{stem}.{secrets.token_hex(4)}.part"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-        os.close(fd)
-    except OSError as exc:
-        raise _write_error(exc, path, folder) from exc
+    return folder / f".{stem}.{secrets.token_hex(4)}.{kind}"
+
+
+@contextmanager
+def atomic_outputs(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    overwrite: bool = False,
+    protected: Iterable[str | os.PathLike[str]] = (),
+    error_class: type[ImageWriteError] = ImageWriteError,
+) -> Iterator[list[Path]]:
+    """Write several files all or none: yield one temp path per file, then rename them all.
+
+    Every temp file is written (by the caller) and fsynced before the first rename, so a full
+    disk or any error while writing leaves every destination as it was. The renames do not
+    need disk space; should one of them still fail, the files already renamed are rolled
+    back (a replaced file is restored from a hard link kept until the end, a new one removed),
+    so the outputs are again all or none. One path behaves exactly as :func:`atomic_output`.
+
+    Args:
+        paths: the destination files, all different; their folders must exist.
+        overwrite: replace existing files; without it an existing file is an error.
+        protected: paths that must never be written (the inputs).
+        error_class: the error an OS error becomes (``FileWriteError`` for CSV, JSON, ...).
+
+    Yields:
+        The temp paths, in the order of ``paths`` (created, empty).
+
+    Raises:
+        UsageError: the same destination twice.
+        OutputExistsError / ImageWriteError: as :func:`atomic_output`, for any of the files.
+    """
+    dests = [Path(p) for p in paths]
+    protected = tuple(protected)
+    if len({d.resolve() for d in dests}) != len(dests):
+        raise UsageError(
+            "the same output file is named twice",
+            expected="a different file for each output",
+            actual=", ".join(map(str, dests)),
+            fix="give each output its own name",
+        )
+    folders = [check_output(d, overwrite, protected, error_class=error_class) for d in dests]
+    temps: list[Path] = []
     committed = False
     try:
+        for dest, folder in zip(dests, folders):
+            tmp = _temp_name(folder, dest, "part")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+                os.close(fd)
+            except OSError as exc:
+                raise _write_error(exc, dest, folder, error_class) from exc
+            temps.append(tmp)
+        current = 0
         try:
-            yield tmp
-            _fsync_path(tmp)
-            if os.path.lexists(path):
-                if not overwrite:  # appeared while we were writing
-                    raise OutputExistsError(f"{path}: output exists", fix=_OVERWRITE_FIX)
-                _copy_mode(path, tmp)
-            os.replace(tmp, path)
+            yield list(temps)
+            for current, tmp in enumerate(temps):
+                _fsync_path(tmp)
+            _commit(dests, folders, temps, overwrite)
             committed = True
         except OSError as exc:
-            raise _write_error(exc, path, folder) from exc
-        _fsync_dir(folder)
+            raise _write_error(exc, dests[current], folders[current], error_class) from exc
+        for folder in dict.fromkeys(folders):
+            _fsync_dir(folder)
     finally:
         if not committed:
+            for tmp in temps:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+def _commit(dests: list[Path], folders: list[Path], temps: list[Path], overwrite: bool) -> None:
+    """Rename every temp file over its destination; all or none (see :func:`atomic_outputs`)."""
+    for dest in dests:
+        if os.path.lexists(dest) and not overwrite:  # appeared while we were writing
+            raise OutputExistsError(f"{dest}: output exists", fix=_OVERWRITE_FIX)
+    if len(dests) == 1:
+        if os.path.lexists(dests[0]):
+            _copy_mode(dests[0], temps[0])
+        os.replace(temps[0], dests[0])
+        return
+    backups: dict[int, Path] = {}
+    done: list[int] = []
+    try:
+        for i, (dest, folder) in enumerate(zip(dests, folders)):
+            if os.path.lexists(dest):
+                backup = _temp_name(folder, dest, "old")
+                os.link(dest, backup, follow_symlinks=False)  # no data copied, no space needed
+                backups[i] = backup
+                _copy_mode(dest, temps[i])
+        for i, (dest, tmp) in enumerate(zip(dests, temps)):
+            os.replace(tmp, dest)
+            done.append(i)
+    except BaseException:
+        for i in reversed(done):  # roll back: every destination as it was
             try:
-                os.unlink(tmp)
+                if i in backups:
+                    os.replace(backups.pop(i), dests[i])
+                else:
+                    os.unlink(dests[i])
+            except OSError:
+                pass
+        raise
+    finally:
+        for backup in backups.values():
+            try:
+                os.unlink(backup)
             except OSError:
                 pass
 
@@ -384,6 +489,37 @@ def _encode_tiff(tmp, data: np.ndarray, exif: bytes | None, icc: bytes | None) -
 _ENCODERS = {"png": _encode_png, "jpeg": _encode_jpeg, "tiff": _encode_tiff}
 
 
+def encode_image(
+    path: str | os.PathLike[str],
+    pixels: np.ndarray,
+    *,
+    bit_depth: int,
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+) -> bytes:
+    """The bytes :func:`write_image` would write to ``path`` (format from its suffix); nothing
+    is written. Same arguments and checks as :func:`write_image` (but not the output checks)."""
+    path = Path(path)
+    fmt = _output_format(path)
+    if bit_depth not in (8, 16) or isinstance(bit_depth, bool):
+        raise UsageError(f"{path}: unsupported output bit depth", expected="8 or 16", actual=repr(bit_depth))
+    if fmt == "jpeg" and bit_depth != 8:
+        raise UsageError(
+            f"{path}: JPEG cannot hold 16-bit images",
+            expected="bit depth 8 for .jpg/.jpeg",
+            actual=str(bit_depth),
+            fix="write a .tif or .png for 16-bit output",
+        )
+    for name, blob in (("exif", exif), ("icc", icc)):
+        if blob is not None and not isinstance(blob, (bytes, bytearray)):
+            raise ImageWriteError(f"{path}: {name} must be bytes or None", actual=type(blob).__name__)
+    pixels = _validate_pixels(path, pixels)
+    data = _quantize(pixels, bit_depth)
+    buf = io.BytesIO()
+    _ENCODERS[fmt](buf, data, bytes(exif) if exif else None, bytes(icc) if icc else None)
+    return buf.getvalue()
+
+
 def write_image(
     path: str | os.PathLike[str],
     pixels: np.ndarray,
@@ -418,32 +554,59 @@ def write_image(
         OutputExistsError: ``path`` exists and not ``overwrite``, or ``path`` is an input.
         ImageWriteError: bad pixels, missing or unwritable folder, full disk, other OS errors.
     """
-    path = Path(path)
+    return write_images([(path, pixels, bit_depth, exif, icc)], overwrite=overwrite, protected=protected)[0]
+
+
+def write_images(
+    images: Sequence[tuple],
+    *,
+    overwrite: bool = False,
+    protected: Iterable[str | os.PathLike[str]] = (),
+) -> list[Path]:
+    """Write several images all or none (see :func:`atomic_outputs`).
+
+    Args:
+        images: ``(path, pixels, bit_depth, exif, icc)`` per image, as :func:`write_image`
+            takes them (``exif``/``icc`` may be ``None``).
+        overwrite, protected: as :func:`write_image`, for every image.
+
+    Returns:
+        The paths, in order. On any error none of them was written (old files kept).
+    """
     protected = tuple(protected)
-    fmt = _output_format(path)
-    if bit_depth not in (8, 16) or isinstance(bit_depth, bool):
-        raise UsageError(f"{path}: unsupported output bit depth", expected="8 or 16", actual=repr(bit_depth))
-    if fmt == "jpeg" and bit_depth != 8:
-        raise UsageError(
-            f"{path}: JPEG cannot hold 16-bit images",
-            expected="bit depth 8 for .jpg/.jpeg",
-            actual=str(bit_depth),
-            fix="write a .tif or .png for 16-bit output",
-        )
-    for name, blob in (("exif", exif), ("icc", icc)):
-        if blob is not None and not isinstance(blob, (bytes, bytearray)):
-            raise ImageWriteError(f"{path}: {name} must be bytes or None", actual=type(blob).__name__)
-    pixels = _validate_pixels(path, pixels)
-    check_output(path, overwrite, protected)  # fail before the work of quantising
-    data = _quantize(pixels, bit_depth)
+    paths = [Path(item[0]) for item in images]
+    for path in paths:
+        _output_format(path)
+        check_output(path, overwrite, protected)  # fail before the work of encoding
     # Encode in memory, then write the bytes ourselves and check that every one arrived: an
     # encoder that writes in one call can lose a short write on a full disk unnoticed (Pillow's
     # optimised JPEG did), and a truncated file must never be renamed into place.
-    buf = io.BytesIO()
-    _ENCODERS[fmt](buf, data, bytes(exif) if exif else None, bytes(icc) if icc else None)
-    with atomic_output(path, overwrite=overwrite, protected=protected) as tmp:
-        write_bytes_checked(tmp, buf.getbuffer())
-    return path
+    blobs = [
+        encode_image(path, pixels, bit_depth=bit_depth, exif=exif, icc=icc)
+        for path, (_, pixels, bit_depth, exif, icc) in zip(paths, images)
+    ]
+    write_files(list(zip(paths, blobs)), overwrite=overwrite, protected=protected)
+    return paths
+
+
+def write_files(
+    files: Sequence[tuple[str | os.PathLike[str], bytes]],
+    *,
+    overwrite: bool = False,
+    protected: Iterable[str | os.PathLike[str]] = (),
+    error_class: type[ImageWriteError] = ImageWriteError,
+) -> list[Path]:
+    """Write ready-made bytes (CSV, JSON, encoded images) to files, all or none, each checked
+    byte for byte before the renames (see :func:`atomic_outputs`). ``error_class``: pass
+    :class:`~focusstack.errors.FileWriteError` for files that are not images."""
+    paths = [Path(p) for p, _ in files]
+    with atomic_outputs(paths, overwrite=overwrite, protected=protected, error_class=error_class) as temps:
+        for tmp, path, (_, data) in zip(temps, paths, files):
+            try:
+                write_bytes_checked(tmp, data)
+            except OSError as exc:
+                raise _write_error(exc, path, path.parent, error_class) from exc
+    return paths
 
 
 def write_bytes_checked(tmp: Path, data) -> None:  # noqa: ANN001  (bytes-like)

@@ -96,13 +96,16 @@ class RefineConfig:
         for name, allowed in (("mask_source", MASK_SOURCES), ("sigma_source", SIGMA_SOURCES), ("r_init", R_INIT_METHODS), ("order", ORDERS)):
             v = getattr(self, name)
             if v not in allowed:
-                raise UsageError(f"--{name.replace('_', '-')} {v!r} is not known", expected=" | ".join(allowed), actual=repr(v))
-        if self.work_size < 64:
-            raise UsageError("--work-size must be at least 64 px", actual=str(self.work_size))
+                raise UsageError(f"--{name.replace('_', '-')} {v!r} is not known", expected=" | ".join(allowed), actual=repr(v),
+                                 fix=f"pass one of {', '.join(allowed)}")
+        if isinstance(self.work_size, bool) or not isinstance(self.work_size, int) or self.work_size < 64:
+            raise UsageError("--work-size must be at least 64 px", expected="an integer >= 64", actual=repr(self.work_size),
+                             fix=f"pass --work-size {RefineConfig.__dataclass_fields__['work_size'].default} (the default) or another value >= 64")
         if not 0 <= self.guide_radius < 0.5 or self.guide_eps <= 0:
-            raise UsageError("guide_radius must be in [0, 0.5) and guide_eps > 0", actual=f"{self.guide_radius}, {self.guide_eps}")
+            raise UsageError("guide_radius must be in [0, 0.5) and guide_eps > 0", expected="0 <= guide_radius < 0.5, guide_eps > 0",
+                             actual=f"{self.guide_radius}, {self.guide_eps}", fix="keep the defaults")
         if not self.epsilon > 0:
-            raise UsageError("epsilon must be > 0", actual=str(self.epsilon))
+            raise UsageError("epsilon must be > 0", expected="a positive number", actual=str(self.epsilon), fix="keep the default")
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,7 +417,8 @@ def refine_tr(
     """Read the frames (any order; 2 = the paper's near/far pair, more = every near/far boundary
     of the decision map, see :mod:`focusstack.refinement.stack`), refine, write ``output`` (bit depth kept: 16-bit when any
     input is more than 8-bit and the format allows). Optional ``save_mask`` (near frame's
-    foreground, white = foreground, input size) and ``save_diffusion`` (``0.5 + S``).
+    foreground, white = foreground, input size) and ``save_diffusion`` (``0.5 + S``). The
+    outputs are written all or none (``focusstack.io.write_images``).
 
     Raises:
         StackError: fewer than 2 frames, sizes differ, ``--init`` of another size.
@@ -422,7 +426,7 @@ def refine_tr(
         WeightsError: FSB/KEB asked for explicitly but missing or corrupt.
     """
     from focusstack.config import DEFAULT_MAX_PIXELS
-    from focusstack.io import check_output, check_stack, output_bit_depth, read_image, write_image
+    from focusstack.io import check_output, check_stack, output_bit_depth, read_image, write_images
 
     t0 = time.perf_counter()
     paths = [Path(p) for p in inputs]
@@ -485,11 +489,14 @@ def refine_tr(
     t_refine = time.perf_counter()
     ref = frames[0]
     bit_depth = output_bit_depth(output, depths)
-    write_image(output, refined, bit_depth=bit_depth, exif=ref.exif, icc=ref.icc, overwrite=config.overwrite, protected=protected)
+    images = [(output, refined, bit_depth, ref.exif, ref.icc)]
     if save_mask:
-        write_image(save_mask, _grey(mask), bit_depth=output_bit_depth(save_mask, depths), overwrite=config.overwrite, protected=protected)
+        images.append((save_mask, _grey(mask), output_bit_depth(save_mask, depths), None, None))
     if save_diffusion:
-        write_image(save_diffusion, np.clip(0.5 + diffusion, 0, 1), bit_depth=output_bit_depth(save_diffusion, depths), overwrite=config.overwrite, protected=protected)
+        images.append((save_diffusion, np.clip(0.5 + diffusion, 0, 1), output_bit_depth(save_diffusion, depths), None, None))
+    # all or none: a full disk after the first file must not leave it behind (a rerun would
+    # then stop at "output exists")
+    write_images(images, overwrite=config.overwrite, protected=protected)
     t_end = time.perf_counter()
     info = dict(rinfo) | extra
     info["frames_near_to_far"] = [str(paths[i]) for i in ordering.order]

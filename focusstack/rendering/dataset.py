@@ -13,17 +13,19 @@ Layout (see docs/render-dataset.md)::
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from focusstack.errors import ImageWriteError, UsageError
+from focusstack.errors import FileWriteError, UsageError
 from focusstack.rendering.config import RenderConfig
 from focusstack.rendering.png import encode_png, to_uint8, to_uint16
 from focusstack.rendering.sampling import Pools, build_pools, sample_scene
@@ -46,10 +48,23 @@ def sample_id(index: int) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file: every byte checked, then renamed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    view = memoryview(data).cast("B")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            done = 0
+            while done < len(view):
+                n = os.write(fd, view[done:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, "no space left on device (short write)", str(tmp))
+                done += n
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if size != len(view):
+            raise OSError(errno.ENOSPC, f"wrote {size} of {len(view)} bytes", str(tmp))
         os.replace(tmp, path)
     except BaseException as exc:  # also Ctrl-C: never leave a temporary file behind
         try:
@@ -58,10 +73,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
             pass
         if not isinstance(exc, OSError):
             raise
-        raise ImageWriteError(
-            f"cannot write {path}", expected="a writable folder with free space", actual=str(exc),
-            fix="check the output folder's permissions and free disk space",
-        ) from None
+        raise _write_error(path, exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> FileWriteError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return FileWriteError(f"cannot write {path}: the disk is full", expected=f"free space in {path.parent}",
+                              actual=reason, fix="free disk space, then rerun the same command (finished samples are kept)")
+    if exc.errno == errno.EROFS:
+        return FileWriteError(f"cannot write {path}: the folder is on a read-only file system", actual=reason,
+                              fix="render into a folder on a writable disk")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return FileWriteError(f"cannot write {path}: permission denied", expected="a folder you may write to",
+                              actual=reason, fix=f"choose another OUTDIR, or fix the permissions of {path.parent} (chmod u+w)")
+    return FileWriteError(f"cannot write {path}", expected="a writable folder with free space", actual=reason,
+                          fix="check the output folder's permissions and free disk space")
 
 
 def _json_bytes(payload: Any) -> bytes:
@@ -208,14 +235,32 @@ def _manifest_path(outdir: Path) -> Path:
     return outdir / "manifest.json"
 
 
+def _damaged(path: Path, reason: str) -> UsageError:
+    return UsageError(
+        f"{path} is damaged; nothing was rendered",
+        expected=f"the manifest.json a render-dataset run wrote (format {FORMAT})",
+        actual=reason,
+        fix=f"restore {path.name} from a backup, or render into a new OUTDIR (or delete {path.parent} to start over): "
+        "without it, samples of other options could be mixed in",
+    )
+
+
 def _check_resume(outdir: Path, config: RenderConfig) -> None:
+    """An existing manifest must be intact and name the same content options; a damaged or
+    mismatched one stops the run before anything is written."""
     path = _manifest_path(outdir)
-    if not path.exists():
+    if not os.path.lexists(path):
         return
     try:
-        old = json.loads(path.read_text())["config"]
-    except (OSError, ValueError, KeyError):
-        return
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise _damaged(path, f"unreadable ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise _damaged(path, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("config"), dict):
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise _damaged(path, f"format {found!r}, config {'present' if isinstance(data, dict) and 'config' in data else 'missing'}")
+    old = data["config"]
     new = config.content_key()
     diff = sorted(k for k in new if old.get(k) != new[k])
     if diff:
@@ -223,6 +268,28 @@ def _check_resume(outdir: Path, config: RenderConfig) -> None:
             f"{outdir} holds a dataset rendered with other options; it was left as it is",
             expected="the same options as the first run (resume) or a new OUTDIR",
             actual="different " + ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in diff),
+            fix="pass the first run's options to resume it, or choose another OUTDIR",
+        )
+
+
+def _check_sample(meta_path: Path, meta: dict, config: RenderConfig) -> None:
+    """A finished sample (even without a manifest) must match this run's options."""
+    found = {
+        "seed": meta.get("seed"),
+        "engine": meta.get("engine"),
+        "resolution": (meta.get("camera") or {}).get("resolution_px"),
+    }
+    want = {"seed": config.seed, "engine": config.engine, "resolution": config.resolution}
+    diff = [k for k in want if found[k] != want[k]]
+    n = meta.get("n_frames")
+    if not isinstance(n, int) or not config.frames_min <= n <= config.frames_max:
+        diff.append("frames")
+        found["frames"], want["frames"] = n, f"{config.frames_min}..{config.frames_max}"
+    if diff:
+        raise UsageError(
+            f"{meta_path.parent} was rendered with other options; nothing was rendered",
+            expected="every finished sample in OUTDIR made with this run's options",
+            actual=", ".join(f"{k} {found[k]!r} (this run: {want[k]!r})" for k in diff),
             fix="pass the first run's options to resume it, or choose another OUTDIR",
         )
 
@@ -381,11 +448,6 @@ def render_dataset(outdir: str | os.PathLike, config: RenderConfig) -> dict:
     for kind, pool in (("subjects", pools.subjects), ("backgrounds", pools.backgrounds)):
         if pool is not None and config.val_fraction > 0 and not pool["val"]:
             raise UsageError(f"no {kind} left for the val split", fix="pass --val-fraction 0")
-    try:
-        (outdir / "samples").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ImageWriteError(f"cannot create {outdir}", expected="a writable location", actual=str(exc)) from None
-
     started = time.perf_counter()
     records: dict[int, dict] = {}
     todo: list[int] = []
@@ -393,25 +455,41 @@ def render_dataset(outdir: str | os.PathLike, config: RenderConfig) -> dict:
         meta_path = outdir / "samples" / sample_id(i) / "meta.json"
         if meta_path.exists():
             try:
-                records[i] = _record(json.loads(meta_path.read_text()), skipped=True)
+                meta = json.loads(meta_path.read_text())
+                record = _record(meta, skipped=True)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a damaged meta.json: the sample is rendered again
+            else:
+                _check_sample(meta_path, meta, config)
+                records[i] = record
                 continue
-            except (OSError, ValueError, KeyError):
-                pass
         todo.append(i)
+    try:
+        (outdir / "samples").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(outdir / "samples", exc) from None
     _write_manifest(outdir, config, pools, list(records.values()), complete=False)
 
     progress = _progress(config)
-    with progress:
-        task = progress.add_task("render", total=config.samples, completed=len(records))
+    try:
+        with progress:
+            task = progress.add_task("render", total=config.samples, completed=len(records))
 
-        def on_done(rec: dict) -> None:
-            records[rec["index"]] = rec
-            progress.advance(task)
+            def on_done(rec: dict) -> None:
+                records[rec["index"]] = rec
+                progress.advance(task)
 
-        if config.ray:
-            _run_ray(outdir, config, pools, todo, on_done)
-        else:
-            _run_local(outdir, config, pools, todo, on_done)
+            if config.ray:
+                _run_ray(outdir, config, pools, todo, on_done)
+            else:
+                _run_local(outdir, config, pools, todo, on_done)
+    except BaseException:
+        # Ctrl-C or a failure: remove the unfinished sample folders (no meta.json), so that no
+        # partial output is left behind; finished samples stay and a rerun resumes.
+        for i in todo:
+            if i not in records:
+                _remove_unfinished(outdir / "samples" / sample_id(i))
+        raise
     _write_manifest(outdir, config, pools, list(records.values()), complete=True)
     elapsed = time.perf_counter() - started
     rendered = sum(not r["skipped"] for r in records.values())
@@ -429,6 +507,11 @@ def render_dataset(outdir: str | os.PathLike, config: RenderConfig) -> dict:
         "engine": config.engine,
         "sources": pools.summary(),
     }
+
+
+def _remove_unfinished(sdir: Path) -> None:
+    if sdir.is_dir() and not (sdir / "meta.json").exists():
+        shutil.rmtree(sdir, ignore_errors=True)
 
 
 __all__ = ["render_dataset", "render_sample", "sample_id", "sample_split"]
