@@ -193,10 +193,18 @@ def verify_sums(folder: Path) -> None:
     sums = folder / SUMS_FILE
     if not sums.is_file():
         raise WeightsError(f"{sums} is missing", fix="re-save the model with `save_model_dir`")
-    for line in sums.read_text().splitlines():
+    try:
+        lines = sums.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{sums} cannot be read ({exc})", fix="restore the weights folder (re-download or re-save it)") from None
+    for line in lines:
         if not line.strip():
             continue
-        digest, name = line.split(maxsplit=1)
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise WeightsError(f"{sums}: a damaged line", expected="'<sha256>  <file name>' per line",
+                               actual=repr(line[:80]), fix="restore the weights folder (re-download or re-save it)")
+        digest, name = parts
         path = folder / name.strip()
         if not path.is_file():
             raise WeightsError(f"{path} is missing", fix=f"restore it; {sums} lists it")
@@ -237,12 +245,24 @@ def load_model_dir(
     try:
         config = json.loads((folder / FUSION_CONFIG).read_text())
         model = build(config)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
         raise WeightsError(f"{folder / FUSION_CONFIG} is not a valid config: {exc}") from None
-    with safe_open(str(folder / FUSION_WEIGHTS), framework="pt") as f:
-        metadata = dict(f.metadata() or {})
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    if require_trained and int(metadata.get("trained_steps", "0") or 0) <= 0:
+    try:
+        with safe_open(str(folder / FUSION_WEIGHTS), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError (header too large, bad JSON, ...), OSError
+        raise WeightsError(
+            f"{folder / FUSION_WEIGHTS} is not a readable safetensors file",
+            expected="a safetensors file written by focusstack (save_model_dir)",
+            actual=f"{type(exc).__name__}: {str(exc)[:160]}",
+            fix=f"restore {FUSION_WEIGHTS} and {SUMS_FILE} from the same export (its SHA256SUMS matches a damaged file)",
+        ) from None
+    try:
+        trained_steps = int(metadata.get("trained_steps", "0") or 0)
+    except ValueError:
+        trained_steps = 0
+    if require_trained and trained_steps <= 0:
         raise WeightsError(
             f"{folder / FUSION_WEIGHTS} holds untrained weights (trained_steps is 0)",
             fix="train the model first; focusstack never writes an output from untrained weights",
