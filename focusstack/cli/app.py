@@ -49,6 +49,7 @@ bench.register(app)
 export_onnx.register(app)
 eval_cmd.register(app)
 train.register(app)
+__import__("focusstack.cli.docs", fromlist=["register"]).register(app)  # `focusstack docs` (issue 18)
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
