@@ -349,3 +349,34 @@ def test_far_share_low_pass_sees_a_blend_of_coarse_levels():
     low = far_share_estimate(r, near, far, prior, scale=3.0)[inner]
     assert np.median(plain) > 0.85
     assert abs(np.median(low) - 0.5) < 0.1
+
+
+def test_refine_tr_refuses_an_order_the_evidence_does_not_support(tmp_path):
+    """devTR scene_003 is a pair whose near/far order came out flipped (the near frame is
+    frame_1; the occlusion cue said frame_0 with confidence 0.31). refine-tr must not refine
+    against the wrong frame: it keeps the unrefined fusion and says so. A real pair whose order
+    is clear (BetaFusion 05, A near) is still refined, near first."""
+    from focusstack.engines.decision import decision_fuse
+    from focusstack.io import read_image
+    from focusstack.refinement.refine import RefineConfig, refine_tr
+
+    from conftest import shared_path
+
+    scene = shared_path("data", "devbench", "devTR", "scene_003")
+    frames = [scene / "frame_0.png", scene / "frame_1.png"]
+    res = refine_tr(frames, tmp_path / "out.png", RefineConfig(show_progress=False))
+    js = res.to_dict()
+    assert js["refined"] is False and "order confidence" in js["not_refined_because"]
+    out = read_image(tmp_path / "out.png").pixels
+    ref = decision_fuse([read_image(p).pixels for p in frames])
+    assert np.abs(out - ref).max() <= 1 / 255 + 1e-6  # R_init itself, untouched by a flipped refinement
+
+    # with the order given (near first) it refines
+    res = refine_tr(frames[::-1], tmp_path / "given.png", RefineConfig(order="given", show_progress=False))
+    assert res.to_dict()["refined"] is True and res.near == frames[1]
+
+    beta = shared_path("data", "pairs", "betafusion")
+    pair = [beta / "BetaFusion-05-B.jpg", beta / "BetaFusion-05-A.jpg"]  # far first
+    res = refine_tr(pair, tmp_path / "beta.png", RefineConfig(show_progress=False))
+    js = res.to_dict()
+    assert js["refined"] is True and res.near == pair[1] and js["ordering"]["confidence"] >= 0.45

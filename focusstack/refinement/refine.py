@@ -41,6 +41,7 @@ All images ``(H, W, 3)`` float32 in [0, 1]; masks ``(H, W)`` float32 in [0, 1], 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ SIGMA_SOURCES = ("auto", "keb", "classical")
 R_INIT_METHODS = ("decision", "eq9")
 ORDERS = ("auto", "given")
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class RefineConfig:
@@ -76,6 +79,11 @@ class RefineConfig:
     r_init: str = "decision"
     #: Near/far order: auto (from the pixels), given (the arguments are near first).
     order: str = "auto"
+    #: With ``order="auto"`` on a pair, the order's confidence (refinement.ordering) below which
+    #: the order counts as unsupported: the pair is not refined (the output is R_init), with a
+    #: warning and ``"refined": false`` in --json. Measured: the 3 flips on devTR's 12 pairs had
+    #: 0.24-0.40, every right order on BetaFusion's 10 real pairs >= 0.48 (docs/quality.md).
+    min_order_confidence: float = 0.45
     #: FSB and KEB run at a size whose long side is at most this (px); sigma is scaled back.
     work_size: int = 512
     #: Guided-filter boundary refinement: radius as a fraction of the shorter side (>= 2 px), eps.
@@ -104,6 +112,9 @@ class RefineConfig:
         if not 0 <= self.guide_radius < 0.5 or self.guide_eps <= 0:
             raise UsageError("guide_radius must be in [0, 0.5) and guide_eps > 0", expected="0 <= guide_radius < 0.5, guide_eps > 0",
                              actual=f"{self.guide_radius}, {self.guide_eps}", fix="keep the defaults")
+        if not 0.0 <= self.min_order_confidence <= 1.0:
+            raise UsageError("min_order_confidence must be in [0, 1]", expected="0 <= min_order_confidence <= 1",
+                             actual=str(self.min_order_confidence), fix="keep the default (0.45); 0 refines whatever the order's confidence")
         if not self.epsilon > 0:
             raise UsageError("epsilon must be > 0", expected="a positive number", actual=str(self.epsilon), fix="keep the default")
 
@@ -472,7 +483,19 @@ def refine_tr(
         ordering = Ordering(tuple(range(k)), np.zeros((k, k), np.float32), np.zeros((k, k), np.int64), 0.0)
     ni, fi = ordering.order[0], ordering.order[-1]
     extra: dict = {}
-    if k == 2:
+    unsupported = config.order == "auto" and k == 2 and ordering.confidence < config.min_order_confidence
+    if unsupported:
+        # a flipped order turns the halo removal against the wrong frame: refuse it, keep R_init
+        log.warning(
+            "warning: which frame is near is uncertain (order confidence %.2f < %.2f): the pair is not "
+            "refined, the output is the unrefined fusion; to refine anyway, pass --order given with the near frame first",
+            ordering.confidence, config.min_order_confidence,
+        )
+        refined = np.asarray(init_frame.pixels if init_frame is not None else steps.fused, np.float32)
+        mask, diffusion, sigma = steps.weights[ni], np.zeros_like(refined), 0.0
+        rinfo = {"refined": False, "not_refined_because": f"order confidence {ordering.confidence:.2f} < {config.min_order_confidence}",
+                 "r_init": "init-file" if init_frame is not None else "decision-engine"}
+    elif k == 2:
         res = refine_pair(
             pix[ni], pix[fi], config, init=init_frame.pixels if init_frame is not None else None,
             decision_weights=steps.weights[[ni, fi]], fsb=fsb, keb=keb,
@@ -498,7 +521,7 @@ def refine_tr(
     # then stop at "output exists")
     write_images(images, overwrite=config.overwrite, protected=protected)
     t_end = time.perf_counter()
-    info = dict(rinfo) | extra
+    info = {"refined": True} | dict(rinfo) | extra
     info["frames_near_to_far"] = [str(paths[i]) for i in ordering.order]
     info["weights"] = used
     if init is not None:
