@@ -525,7 +525,7 @@ def _batch_stacks(root: Path, outdir: Path, extra_dirs: Sequence[Path]) -> tuple
         else:
             stacks.append(d)
     for e in excluded:
-        log.debug("not a stack: %s is %s, so its files are never fused", e["folder"], e["reason"])
+        log.warning("not a stack: %s is %s; its files are never fused", e["folder"], e["reason"])
     if not stacks:
         extra = f" (excluded: {', '.join(Path(e['folder']).name for e in excluded)})" if excluded else ""
         raise UsageError(f"--batch {root} has no subfolders{extra}", fix="put each stack in its own subfolder of ROOT")

@@ -9,16 +9,19 @@ import typer
 
 from focusstack import __version__
 from focusstack.cli import bench, eval as eval_cmd, export_onnx, fuse, refine_tr, render_dataset, train
+from focusstack.cli.options import Group
 
 app = typer.Typer(
     name="focusstack",
+    cls=Group,
     help=(
         "Fuse focus-bracketed photos into one all-in-focus image.\n\n"
-        "Engines: hybrid (the default: source pixels where a frame is sharp, transition-region "
-        "refinement at edges, VAEEDOF where no frame is sharp), vaeedof (latent fusion with a frozen "
-        "TAEF2 autoencoder and a Fusion U-Net), decision (decision-map fusion, no weights). "
-        "Progress and logs go to stderr, results to stdout. Exit codes: 0 success, 1 failure, "
-        "2 usage error. Set FOCUSSTACK_DEBUG=1 (or pass --debug to a command) for tracebacks."
+        "Engines: decision (the default: the sharpest frame per pixel, copied; no networks, no "
+        "weights), hybrid (decision plus transition-region refinement at edges and VAEEDOF where no "
+        "frame is sharp), vaeedof (latent fusion with a frozen TAEF2 autoencoder and a Fusion U-Net). "
+        "Progress and logs go to stderr (-v for more, -q for errors only), results to stdout. Exit "
+        "codes: 0 success, 1 failure, 2 usage error, 130 interrupted. Set FOCUSSTACK_DEBUG=1 (or pass "
+        "--debug to a command) for tracebacks."
     ),
     no_args_is_help=True,
     add_completion=True,

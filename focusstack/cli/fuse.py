@@ -10,6 +10,7 @@ import typer
 from focusstack.cli.common import err_console, handle_errors, print_json, print_result, setup_output
 from focusstack.cli.options import (
     FLAG,
+    Command,
     AlignModelOpt,
     AlignOpt,
     BackendOpt,
@@ -55,7 +56,7 @@ Weights (hybrid, vaeedof; the default decision engine needs none): TAEF2 from --
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("fuse", help=HELP, no_args_is_help=True)
+    @app.command("fuse", help=HELP, no_args_is_help=True, cls=Command)
     def fuse(
         inputs: Annotated[Optional[list[Path]], typer.Argument(help="A folder of frames, or 2 or more frame files.", show_default=False)] = None,
         output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (or folder with --batch).", show_default=False)] = None,
@@ -187,8 +188,6 @@ def _batch(root: Path, output: Path, config: FuseConfig, *, ext: str, resume: bo
 
 
 def _summary(result) -> None:  # noqa: ANN001  (focusstack.stacking.BatchResult)
-    for e in result.excluded:
-        err_console.print(f"not a stack: {e['folder']} ({e['reason']})", markup=False, highlight=False)
     print_result(f"fused {len(result.fused)}, skipped {len(result.skipped)} (exist), failed {len(result.failed)}")
     if result.report:
         print_result(f"wrote {result.report}")

@@ -115,3 +115,27 @@ FocusOrderOpt = Annotated[
     FocusOrder,  # type: ignore[valid-type]
     typer.Option("--focus-order", help="auto finds the focus order from per-region sharpness, falling back to the names' order; name keeps the names' order."),
 ]
+
+
+# ---- the help option itself ----------------------------------------------------------------------
+
+from typer.core import TyperCommand, TyperGroup  # noqa: E402
+
+
+class _FlagHelp:
+    """Typer shows ``<bool>`` beside its own flags (``--help``, ``--install-completion``); these classes blank every flag's metavar."""
+
+    def get_params(self, ctx):  # noqa: ANN001, ANN201
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for p in params:  # --help, --version, --install-completion, every --x/--no-x
+            if getattr(p, "is_flag", False) and getattr(p, "metavar", None) is None:
+                p.metavar = FLAG
+        return params
+
+
+class Command(_FlagHelp, TyperCommand):
+    """``app.command(..., cls=Command)``: a subcommand whose help shows no ``<bool>``."""
+
+
+class Group(_FlagHelp, TyperGroup):
+    """``typer.Typer(cls=Group)``: the same for the top-level app."""
