@@ -383,3 +383,25 @@ def test_16_rotated_frames_fuse(tmp_path, orientation):
     fused = read_image(tmp_path / "o.png").pixels
     assert fused.shape == (40, 56, 3)
     np.testing.assert_allclose(fused, upright / 255.0, atol=1.5 / 255)
+
+
+def test_15_interrupted_render_leaves_no_unfinished_sample(tmp_path, monkeypatch):
+    """Old: Ctrl-C said "no partial output was left behind" while an unfinished sample folder
+    (frames, no meta.json) remained. Now it is removed; finished samples stay."""
+    from focusstack.rendering import dataset, render_dataset
+
+    real = dataset._atomic_write
+    calls = {"n": 0}
+
+    def interrupted(path, data):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the manifest, frame_00.png, then Ctrl-C
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(dataset, "_atomic_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render_dataset(tmp_path, _tiny_render_config())
+    assert calls["n"] == 3
+    assert list((tmp_path / "samples").iterdir()) == []
+    assert [p.name for p in tmp_path.rglob(".*")] == []
