@@ -56,10 +56,15 @@ def configure(*, verbosity: int = 0, progress: str = "auto") -> None:
         raise ValueError(f"progress mode {progress!r} is not one of {PROGRESS_MODES}")
     _state["mode"] = "none" if verbosity < 0 and progress != "json" else progress
     level = logging.ERROR if verbosity < 0 else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
-    log.setLevel(level)
-    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
-        log.addHandler(_StderrHandler())
-    log.propagate = False
+    handler = next((h for h in log.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        log.addHandler(handler)
+    # the level lives on our handler; the logger is only opened up for -v (never narrowed), so
+    # records still propagate to whatever else listens (pytest's caplog, an embedding app)
+    handler.setLevel(level)
+    if level < logging.WARNING and (log.level == logging.NOTSET or log.level > level):
+        log.setLevel(level)
 
 
 def mode() -> str:

@@ -252,7 +252,8 @@ def fuse_stack(
     """
     t0 = time.perf_counter()
     output = Path(output)
-    paths = collect_stack([Path(p) for p in inputs])
+    ours = [p for p in (output, config.depth_map, config.depth_map_preview) if p is not None]
+    paths = collect_stack([Path(p) for p in inputs], exclude=ours)  # our outputs are never frames
     infos = check_stack(paths, max_frames=MAX_STACK_FRAMES, max_pixels=config.max_pixels)
     bit_depth = output_bit_depth(output, [i.bit_depth for i in infos])
     new_folders = _new_folders(config, [output, config.depth_map, config.depth_map_preview])
@@ -698,7 +699,8 @@ def plan_stack(inputs: Sequence[Path], output: Path, config: FuseConfig = FuseCo
     plan: dict = {"inputs": [str(p) for p in inputs], "frames": [], "order": "name (the focus order is found from the pixels while fusing)",
                   "output": str(output), "action": "write", "reason": ""}
     try:
-        paths = collect_stack([Path(p) for p in inputs])
+        ours = [p for p in (output, config.depth_map, config.depth_map_preview) if p is not None]
+        paths = collect_stack([Path(p) for p in inputs], exclude=ours)
         plan["frames"] = [p.name for p in paths]
         infos = check_stack(paths, max_frames=MAX_STACK_FRAMES, max_pixels=config.max_pixels)
         plan["size"] = [infos[0].width, infos[0].height]
