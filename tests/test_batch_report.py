@@ -358,3 +358,14 @@ def test_depth_map_bad_suffix_is_refused_before_work(tmp_path):
     s = _focus_stack(tmp_path / "s")
     r = _fuse(s, "-o", tmp_path / "o.png", "--depth-map", tmp_path / "d.jpg")
     assert r.exit_code == 2 and "16-bit" in r.output and not (tmp_path / "o.png").exists()
+
+
+def test_output_inside_the_input_folder_is_not_a_frame_on_a_rerun(tmp_path):
+    s = _focus_stack(tmp_path / "s")
+    out = s / "fused.png"
+    r1 = _fuse(s, "-o", out, "--json", "--depth-map", s / "depth.png")
+    assert r1.exit_code == 0, r1.output
+    assert json.loads(r1.stdout)["frames"] == 3
+    r2 = _fuse(s, "-o", out, "--json", "--overwrite", "--depth-map", s / "depth.png")
+    assert r2.exit_code == 0, r2.output
+    assert json.loads(r2.stdout)["frames"] == 3  # neither fused.png nor depth.png became a frame

@@ -209,3 +209,36 @@ def test_batch_goes_on_past_a_bad_stack(tmp_path, monkeypatch, random_engine):
     r2 = runner.invoke(app, ["fuse", "--batch", str(root), "-o", str(outdir), "--ext", "png", "-q", "--json", "--no-align"])
     assert r2.exit_code == 1
     assert (outdir / "a.png").stat().st_mtime_ns == mtime  # finished stacks are skipped
+
+
+# ---- fallbacks are reported (issue 18) --------------------------------------------------------
+
+
+def test_hybrid_fallbacks_are_reported_once(monkeypatch, vae, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from focusstack.networks import weights
+    from focusstack.refinement import refine
+
+    monkeypatch.setattr(weights, "load_fusion", lambda folder=None, **k: SimpleNamespace(model=_random_fusion()))
+    monkeypatch.setattr(weights, "resolve_vae_dir", lambda d=None, **k: d)
+    monkeypatch.setattr(weights, "load_vae", lambda folder: vae)
+    monkeypatch.setattr(refine, "load_refine_networks", lambda cfg: (None, None, {"fsb": None, "keb": None}))
+    with caplog.at_level(logging.WARNING, logger="focusstack"):
+        engine = stacking.build_engine(FuseConfig(engine="hybrid", device="cpu", precision="fp32"))
+    assert [f.split(":")[0] for f in engine.fallbacks] == ["fsb", "keb"]
+    warnings = [r for r in caplog.records if "fallback" in r.getMessage()]
+    assert len(warnings) == 1 and "FSB" in warnings[0].getMessage() and "KEB" in warnings[0].getMessage()
+
+
+def test_fuse_result_carries_the_engines_fallbacks(tmp_path):
+    from focusstack.engines.decision import DecisionEngine
+
+    engine = DecisionEngine()
+    engine.fallbacks = ["keb: no trained KEB weights"]
+    res = stacking.fuse_stack([_stack(tmp_path / "s")], tmp_path / "o.png",
+                              FuseConfig(show_progress=False, align=AlignConfig(enabled=False)), engine=engine)
+    assert res.to_dict()["fallbacks"] == ["keb: no trained KEB weights"]
+    plain = stacking.fuse_stack([tmp_path / "s"], tmp_path / "p.png", FuseConfig(show_progress=False, align=AlignConfig(enabled=False)))
+    assert plain.fallbacks == []
