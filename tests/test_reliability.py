@@ -24,6 +24,8 @@ from focusstack.backends.torch_backend import TorchBackend
 from focusstack.cli.app import app
 from focusstack.config import TileConfig
 from focusstack.engines.vaeedof import VAEEDOFEngine
+from focusstack.errors import ImageWriteError
+from focusstack.io import read_image, write_image
 from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
 from focusstack.networks.weights import save_model_dir
 
@@ -162,10 +164,19 @@ def test_nan_float_tiff(tmp_path, fake_engine):
 # ---- output cases ---------------------------------------------------------------------------
 
 
-def test_output_folder_missing_is_refused_before_work(tmp_path):
+def test_output_folder_missing_is_created(tmp_path):
+    """fuse creates a missing output folder (stacking._make_folders) and writes a complete file."""
     s = _two_frames(tmp_path)
     r = _fuse(s, "-o", tmp_path / "nope" / "o.png")
-    assert r.exit_code == 1 and "does not exist" in r.output and "mkdir" in r.output
+    assert r.exit_code == 0, r.output
+    assert read_image(tmp_path / "nope" / "o.png").pixels.shape == (64, 80, 3)
+    _no_leftovers(tmp_path / "nope", "never-written.png")
+
+
+def test_write_image_into_a_missing_folder_is_refused(tmp_path):
+    with pytest.raises(ImageWriteError, match="does not exist") as info:
+        write_image(tmp_path / "nope" / "o.png", np.zeros((2, 2, 3), np.float32), bit_depth=8)
+    assert "mkdir" in str(info.value)
 
 
 def test_output_folder_not_writable(tmp_path, monkeypatch):

@@ -405,3 +405,18 @@ def test_15_interrupted_render_leaves_no_unfinished_sample(tmp_path, monkeypatch
     assert calls["n"] == 3
     assert list((tmp_path / "samples").iterdir()) == []
     assert [p.name for p in tmp_path.rglob(".*")] == []
+
+
+def test_04_fuse_twice_into_the_input_folder(tmp_path):
+    """Old: the second run read the first run's fused.png as a 4th frame (and, had its size
+    differed, blamed a genuine frame). Now it is left out, and the log says so."""
+    s = tmp_path / "s"
+    _stack(s, 3)
+    out = s / "fused.png"
+    assert _fuse(s, "-o", out).exit_code == 0
+    r = runner.invoke(app, ["fuse", str(s), "-o", str(out), "--overwrite", "--no-align", "--engine", "decision", "--json"])
+    assert r.exit_code == 0, r.output
+    assert "fused.png: not read as a frame" in r.output
+    doc = json.loads(r.stdout)
+    assert doc["frames"] == 3 and "fused.png" not in doc["focus_order"]["files"]
+    assert [p.name for p in collect_stack([s], exclude=[out])] == ["f0.png", "f1.png", "f2.png"]
