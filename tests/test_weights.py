@@ -91,3 +91,33 @@ def test_safetensors_only(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "m" / "model.pt")
     with pytest.raises(WeightsError, match="model.safetensors"):
         W.load_fusion(tmp_path / "m")
+
+
+def test_failed_download_names_the_urls_to_fetch_by_hand_and_the_folder(isolated, monkeypatch):
+    monkeypatch.setenv(W.VAE_URL_ENV, "file:///nonexistent/mirror/")
+    with pytest.raises(WeightsError) as e:
+        W.resolve_vae_dir()
+    fix = e.value.fix or ""
+    cached = isolated / "cache" / "taef2"
+    assert "file:///nonexistent/mirror/taef2_encoder.pth" in fix
+    assert "file:///nonexistent/mirror/taef2_decoder.pth" in fix
+    assert f"into {cached}" in fix
+    assert e.value.expected and e.value.actual  # expected, found and fix
+    with pytest.raises(WeightsError) as e:
+        W.resolve_vae_dir(allow_download=False)
+    assert "file:///nonexistent/mirror/taef2_decoder.pth" in (e.value.fix or "") and str(cached) in e.value.fix
+
+
+def test_missing_model_weights_fix_names_the_shipped_models_and_the_export(tmp_path):
+    from focusstack.config import models_dir
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError) as e:
+        W.load_fusion(tmp_path / "empty")
+    fix = e.value.fix or ""
+    assert "training issue" not in str(e.value)
+    for env in ("$FOCUSSTACK_FUSION_DIR", "$FOCUSSTACK_FSB_DIR", "$FOCUSSTACK_KEB_DIR"):
+        assert env in fix
+    assert str(models_dir()) in fix and "reinstall focusstack" in fix
+    assert "focusstack train fusion|fsb|keb --export DIR" in fix
+    assert "model.safetensors" in (e.value.expected or "")

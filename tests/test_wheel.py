@@ -202,8 +202,6 @@ def test_installed_docs_command_points_into_the_venv(venv, tmp_path):
             assert Path(found.stdout.strip()).resolve() == Path(paths["man"]).resolve()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="focusstack/networks/weights.py (not this test's owner) does not name "
-                   "the TAEF2 URL in its download error yet; drop this mark when it does")
 def test_missing_taef2_error_names_the_url_to_fetch_by_hand(venv, tiny_stack, tmp_path):
     env = _clean_env(FOCUSSTACK_CACHE_DIR=str(tmp_path / "cache"), FOCUSSTACK_VAE_URL="http://127.0.0.1:9/")
     env.pop("FOCUSSTACK_VAE_DIR", None)

@@ -29,7 +29,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from focusstack.config import FUSION_DIR_ENV, MODEL_WEIGHTS_FILE, VAE_DIR_ENV, repo_models_dir
+from focusstack.config import (
+    MODEL_DIR_ENVS,
+    MODEL_KINDS,
+    MODEL_WEIGHTS_FILE,
+    VAE_DIR_ENV,
+    model_dir,
+    models_dir,
+)
 from focusstack.errors import WeightsError
 from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
 from focusstack.networks.taesd import TAESD, TAESDConfig
@@ -129,9 +136,11 @@ def resolve_vae_dir(user_dir: Path | None = None, *, allow_download: bool = True
     if not allow_download:
         raise WeightsError(
             f"TAEF2 weights not found: no --vae-weights, {VAE_DIR_ENV} unset, and {problem}",
-            fix=f"set {VAE_DIR_ENV}=/path/to/taef2 or pass --vae-weights DIR",
+            fix=f"set {VAE_DIR_ENV}=/path/to/taef2 or pass --vae-weights DIR, or download "
+            f"{manual_download_urls()} by hand into {cached}",
         )
     base = os.environ.get(VAE_URL_ENV, VAE_BASE_URL)
+    name = next(iter(VAE_FILES))
     try:
         for name, digest in VAE_FILES.items():
             dest = cached / name
@@ -142,11 +151,21 @@ def resolve_vae_dir(user_dir: Path | None = None, *, allow_download: bool = True
         raise
     except (OSError, ValueError) as exc:
         raise WeightsError(
-            f"TAEF2 weights not found and the download failed ({exc})",
-            fix=f"looked at --vae-weights (not given), {VAE_DIR_ENV} (unset) and the cache {cached}; "
-            f"copy taef2_encoder.pth and taef2_decoder.pth into {cached}, or set {VAE_DIR_ENV}",
+            f"TAEF2 weights not found and the download of {base + name} failed ({exc})",
+            expected=f"both TAEF2 files in the cache {cached} (looked at --vae-weights: not given, "
+            f"{VAE_DIR_ENV}: unset)",
+            actual=problem,
+            fix=f"download {manual_download_urls(base)} by hand into {cached} "
+            f"(or into any folder and set {VAE_DIR_ENV} to it)",
         ) from None
     return cached
+
+
+def manual_download_urls(base: str | None = None) -> str:
+    """``"<base>taef2_encoder.pth and <base>taef2_decoder.pth"``: what to fetch by hand when the
+    download fails (``base``: $FOCUSSTACK_VAE_URL or the canonical URL)."""
+    base = base if base is not None else os.environ.get(VAE_URL_ENV, VAE_BASE_URL)
+    return " and ".join(base + n for n in VAE_FILES)
 
 
 def load_vae(folder: Path) -> TAESD:
@@ -214,12 +233,24 @@ def verify_sums(folder: Path) -> None:
                 f"{path} is corrupt (sha256 mismatch)",
                 expected=digest,
                 actual=actual,
-                fix="restore the file (git checkout models/ or re-download)",
+                fix=f"restore the file (reinstall focusstack for the shipped models in {models_dir()}, or re-export your own)",
             )
 
 
+def missing_weights_fix() -> str:
+    """The fix line for a model folder without weights: the shipped models, a reinstall, or
+    your own export (focusstack never writes an output from untrained weights)."""
+    envs = " / ".join(f"${MODEL_DIR_ENVS[k]}" for k in MODEL_KINDS)
+    return (
+        f"unset {envs} to use the weights shipped in the package ({models_dir()}); reinstall "
+        f"focusstack if they are missing there; or export your own with "
+        f"`focusstack train {'|'.join(MODEL_KINDS)} --export DIR` and point the variable at DIR"
+    )
+
+
 def default_fusion_dir() -> Path:
-    return Path(os.environ.get(FUSION_DIR_ENV) or repo_models_dir() / "fusion")
+    """$FOCUSSTACK_FUSION_DIR, else the shipped ``focusstack/models/fusion``."""
+    return model_dir("fusion")
 
 
 def load_model_dir(
@@ -237,9 +268,9 @@ def load_model_dir(
     if not (folder / FUSION_WEIGHTS).is_file():
         raise WeightsError(
             f"no trained weights in {folder} ({FUSION_WEIGHTS} is missing)",
-            fix=f"train them with the training issue's `focusstack train`, or point {FUSION_DIR_ENV} "
-            "at a folder with model.safetensors, config.json and SHA256SUMS. focusstack never "
-            "writes an output from untrained weights",
+            expected=f"{FUSION_WEIGHTS}, {FUSION_CONFIG} and {SUMS_FILE} in {folder}",
+            actual=f"no {FUSION_WEIGHTS}",
+            fix=missing_weights_fix(),
         )
     verify_sums(folder)
     try:
@@ -279,7 +310,7 @@ def load_model_dir(
 
 
 def load_fusion(folder: Path | None = None, *, require_trained: bool = True) -> LoadedModel:
-    """Load the Fusion U-Net from ``folder`` (default: $FOCUSSTACK_FUSION_DIR or models/fusion)."""
+    """Load the Fusion U-Net from ``folder`` (default: $FOCUSSTACK_FUSION_DIR or focusstack/models/fusion)."""
     return load_model_dir(
         folder or default_fusion_dir(),
         lambda d: FusionUNet(FusionUNetConfig.from_dict(d)),
