@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from focusstack.errors import FocusstackError
+from focusstack.errors import DependencyError
 from focusstack.metrics.registry import (
     BY_KEY,
     WEIGHT_URLS,
@@ -43,8 +43,9 @@ EXTRA_FIX = "pip install 'focusstack[eval]' (piq, torchvision, scikit-image, mat
 MODEL_METRICS = ("lpips", "dists", "pieapp")
 
 
-class MissingDependencyError(FocusstackError):
-    """An optional package a command needs is not installed (exit 1)."""
+class MissingDependencyError(DependencyError):
+    """piq or torchvision is not installed (exit 1, labelled "missing package"; the fix names
+    the ``eval`` extra)."""
 
 
 def import_piq() -> Any:
@@ -55,7 +56,9 @@ def import_piq() -> Any:
             import piq  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(
-            f"the reference metrics need piq and torchvision, which are not importable ({exc})",
+            "the reference metrics need piq and torchvision, which are not importable",
+            expected="piq and torchvision installed (the eval extra)",
+            actual=str(exc),
             fix=EXTRA_FIX,
         ) from None
     return piq
