@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         baseline: Optional[Path] = typer.Option(None, "--baseline", help="An earlier `bench --json` output to compare with.", show_default=False),
         max_regression: float = typer.Option(_D.max_regression, "--max-regression", help="With --baseline: exit 1 when an entry is more than PCT percent slower."),
         vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help=f"TAEF2 folder (else ${VAE_DIR_ENV}, cache, download).", show_default=False),
-        fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Fusion U-Net folder (else ${FUSION_DIR_ENV} or models/fusion; else random, speed only).", show_default=False),
+        fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Fusion U-Net folder (else ${FUSION_DIR_ENV} or the shipped focusstack/models/fusion; else random, speed only).", show_default=False),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (schema: docs/bench.md)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
         debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),

@@ -22,7 +22,7 @@ does not need this command: it exports into the user cache (keyed by the weights
 first use. Needs the onnx extra (onnx, onnxscript, onnxruntime).
 
 Weights: TAEF2 from --vae-weights, ${VAE_DIR_ENV}, the user cache or a download; the Fusion U-Net
-(trained only) from --fusion-weights, ${FUSION_DIR_ENV} or models/fusion.
+(trained only) from --fusion-weights, ${FUSION_DIR_ENV} or the shipped focusstack/models/fusion.
 """
 
 
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         tolerance: float = typer.Option(TOLERANCE, "--tolerance", help="Max abs difference from torch allowed (fp32)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing .onnx files."),
         vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help=f"TAEF2 folder (else ${VAE_DIR_ENV}, cache, download).", show_default=False),
-        fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Fusion U-Net folder (else ${FUSION_DIR_ENV} or models/fusion).", show_default=False),
+        fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Fusion U-Net folder (else ${FUSION_DIR_ENV} or the shipped focusstack/models/fusion).", show_default=False),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     ) -> None:

@@ -21,10 +21,11 @@ pixels: it shows the occluding silhouette sharp; --order given trusts the order,
 Without --init, R_init is the decision engine's fusion (or Eq. 9 with the mask: --r-init eq9);
 with --init FILE another method's fusion of the same pair is refined.
 
-Mask: the FSB (--fsb-weights, ${FSB_DIR_ENV} or models/fsb); without trained weights, the
-decision engine's map. Sigma: the KEB (--keb-weights, ${KEB_DIR_ENV} or models/keb); without
-trained weights, a least-squares fit of the blurred near frame to the far frame. --json says
-which were used. Output bit depth follows the inputs (16-bit kept for .tif/.png).
+Mask: the FSB (--fsb-weights, ${FSB_DIR_ENV} or the shipped focusstack/models/fsb); without
+trained weights, the decision engine's map. Sigma: the KEB (--keb-weights, ${KEB_DIR_ENV} or
+the shipped focusstack/models/keb); without trained weights, a least-squares fit of the blurred
+near frame to the far frame. --json says which were used. Output bit depth follows the inputs
+(16-bit kept for .tif/.png).
 """
 
 
@@ -40,8 +41,8 @@ def register(app: typer.Typer) -> None:
         sigma_source: str = typer.Option(_D.sigma_source, "--sigma-source", help=f"{' | '.join(SIGMA_SOURCES)}; auto: the classical fit (blur the near frame to match the far one inside the foreground) when its error shows a minimum, else the KEB when trained weights exist."),
         r_init: str = typer.Option(_D.r_init, "--r-init", help=f"R_init without --init: {' | '.join(R_INIT_METHODS)}."),
         order: str = typer.Option(_D.order, "--order", help=f"{' | '.join(ORDERS)}; given: the first frame is the near one."),
-        fsb_weights: Optional[Path] = typer.Option(None, "--fsb-weights", help=f"FSB folder (model.safetensors + config.json); else ${FSB_DIR_ENV} or models/fsb.", show_default=False),
-        keb_weights: Optional[Path] = typer.Option(None, "--keb-weights", help=f"KEB folder; else ${KEB_DIR_ENV} or models/keb.", show_default=False),
+        fsb_weights: Optional[Path] = typer.Option(None, "--fsb-weights", help=f"FSB folder (model.safetensors + config.json); else ${FSB_DIR_ENV} or the shipped focusstack/models/fsb.", show_default=False),
+        keb_weights: Optional[Path] = typer.Option(None, "--keb-weights", help=f"KEB folder; else ${KEB_DIR_ENV} or the shipped focusstack/models/keb.", show_default=False),
         work_size: int = typer.Option(_D.work_size, "--work-size", help="FSB and KEB run with the long side at most this (px)."),
         linear_light: bool = typer.Option(_D.linear_light, "--linear-light/--no-linear-light", help="Eliminate the diffusion in linear light (sRGB decoded)."),
         overwrite: bool = typer.Option(_D.overwrite, "--overwrite", help="Replace existing outputs (never an input)."),
