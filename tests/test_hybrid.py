@@ -213,3 +213,67 @@ def test_save_steps_needs_the_hybrid_engine_and_an_empty_folder(tmp_path):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         check_steps_dir(folder, overwrite=False)
     check_steps_dir(folder, overwrite=True)
+
+
+def test_save_steps_never_writes_over_an_input_frame(tmp_path):
+    """--save-steps into the input folder, frames named like step images: refused before any
+    work and by the writer itself, with nothing written; a frame is never replaced (issue 19, 2)."""
+    import json
+
+    from focusstack.engines.hybrid import STEP_IMAGES, write_steps
+    from focusstack.errors import OutputExistsError
+    from focusstack.io import write_image
+
+    frames, _ = two_frames(64, 96, seed=3)
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    inputs = [folder / "decision.png", folder / "trust.png"]
+    for p, f in zip(inputs, frames):
+        write_image(p, f, bit_depth=16)
+    before = {p: p.read_bytes() for p in inputs}
+    with pytest.raises(OutputExistsError, match="input frame") as e:
+        HybridEngine(None).set_steps_dir(folder, protected=inputs)
+    assert "fix:" in str(e.value)
+    with pytest.raises(OutputExistsError, match="input frame"):
+        HybridEngine(None, save_steps=folder, protected=inputs)
+    steps = HybridEngine(None).steps(frames)
+    assert set(steps.visualise()) <= set(STEP_IMAGES)
+    with pytest.raises(OutputExistsError, match="one of the inputs"):
+        write_steps(steps, folder, protected=inputs)  # overwrite=True inside, yet refused
+    assert {p: p.read_bytes() for p in inputs} == before
+    assert sorted(p.name for p in folder.iterdir()) == ["decision.png", "trust.png"]  # all or none
+
+    out = tmp_path / "steps"
+    engine = HybridEngine(None)
+    engine.set_steps_dir(out, protected=inputs)
+    engine.fuse(frames)
+    assert {"hybrid.png", "trust.png", "info.json"} <= {p.name for p in out.iterdir()}
+    assert "trust_mean" in json.loads((out / "info.json").read_text())
+    assert {p: p.read_bytes() for p in inputs} == before
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="focusstack/stacking.py (not this test's owner) does not pass "
+                   "the frames yet: fuse_stack must call engine.set_steps_dir(config.save_steps, protected=paths); "
+                   "drop this mark when it does")
+def test_fuse_save_steps_into_the_input_folder_never_replaces_a_frame(tmp_path):
+    from focusstack.config import AlignConfig, FuseConfig
+    from focusstack.errors import OutputExistsError
+    from focusstack.io import write_image
+    from focusstack.stacking import fuse_stack
+
+    frames, _ = two_frames(64, 96, seed=4)
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    inputs = [folder / "decision.png", folder / "hybrid.png"]
+    for p, f in zip(inputs, frames):
+        write_image(p, f, bit_depth=16)
+    before = {p: p.read_bytes() for p in inputs}
+    config = FuseConfig(engine="hybrid", save_steps=folder, overwrite=True, show_progress=False,
+                        align=AlignConfig(enabled=False))
+    refused = False
+    try:
+        fuse_stack([folder], tmp_path / "out.png", config, engine=HybridEngine(None))
+    except OutputExistsError:
+        refused = True
+    assert {p: p.read_bytes() for p in inputs} == before, "a --save-steps image replaced an input frame"
+    assert refused and not (tmp_path / "out.png").exists()

@@ -37,7 +37,8 @@ frames come back unchanged).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +111,8 @@ class HybridSteps:
     info: dict = field(default_factory=dict)
 
     def visualise(self) -> dict[str, np.ndarray]:
-        """Images for ``--save-steps``: float32 in [0, 1], ``(H, W)`` or ``(H, W, 3)``."""
+        """Images for ``--save-steps``: float32 in [0, 1], ``(H, W)`` or ``(H, W, 3)``; the keys
+        are :data:`STEP_IMAGES` (``vaeedof`` only when it ran)."""
         out = {
             "decision_map": self.decision.visualise()["labels"].astype(np.float32) / 255.0,
             "decision_confidence": self.decision.confidence,
@@ -125,6 +127,13 @@ class HybridSteps:
         if self.vaeedof is not None:
             out["vaeedof"] = self.vaeedof
         return out
+
+
+#: The ``--save-steps`` images (``<name>.png``, 16-bit), as :meth:`HybridSteps.visualise` names them.
+STEP_IMAGES = ("decision_map", "decision_confidence", "agreement", "trust", "confidence", "tr_active",
+               "decision", "transition_refined", "hybrid", "vaeedof")
+#: Every file :func:`write_steps` may write into a steps folder.
+STEP_FILES = tuple(f"{n}.png" for n in STEP_IMAGES) + ("info.json",)
 
 
 def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -178,14 +187,18 @@ class HybridEngine:
     ``vaeedof``: a ``VAEEDOFEngine`` (its backend sets the 7-frame limit), or None to run
     without it (then ambiguous regions keep ``D``; for tests and the decision-only fallback).
     ``fsb``/``keb``: trained networks for the TR refinement, or None for its fallbacks.
+    ``save_steps``: folder for every map (``--save-steps``), or None. ``protected``: paths the
+    step images must never be written over (the input frames), even though they replace their
+    own files of the same name (see :func:`write_steps`).
     """
 
     name = "hybrid"
 
     def __init__(self, vaeedof=None, config: HybridConfig = HybridConfig(), *, refine_config=None, fsb=None, keb=None,  # noqa: ANN001
-                 save_steps: Path | None = None) -> None:
-        self.save_steps = Path(save_steps) if save_steps is not None else None
-        self._calls = 0
+                 save_steps: Path | None = None, protected: Iterable[str | os.PathLike[str]] = ()) -> None:
+        self.protected: tuple[Path, ...] = tuple(Path(p) for p in protected)
+        self.save_steps = None
+        self.set_steps_dir(save_steps)
         self.vaeedof = vaeedof
         self.config = config
         self.refine_config = refine_config
@@ -197,11 +210,22 @@ class HybridEngine:
         else:
             self.device, self.precision = "cpu", "fp32"
 
-    def set_steps_dir(self, folder: Path | None) -> None:
+    def set_steps_dir(self, folder: Path | None, protected: Iterable[str | os.PathLike[str]] | None = None) -> None:
         """Where the next fusions write their maps (None: nowhere). ``fuse_stack`` calls this
-        once per stack, after checking the folder (``--overwrite`` for a non-empty one)."""
+        once per stack, after checking the folder (``--overwrite`` for a non-empty one).
+
+        ``protected``: this stack's input frames, never written over (None keeps the paths
+        given before). A frame that a step image would replace is refused here, before any work.
+
+        Raises:
+            OutputExistsError: a step file in ``folder`` is one of ``protected``.
+        """
+        if protected is not None:
+            self.protected = tuple(Path(p) for p in protected)
         self.save_steps = Path(folder) if folder is not None else None
         self._calls = 0
+        if self.save_steps is not None and self.protected:
+            check_steps_protected(self.save_steps, self.protected)
 
     def fuse(self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None) -> np.ndarray:
         """``K x (H, W, 3)`` float32 in [0, 1], one size -> ``(H, W, 3)`` float32 in [0, 1].
@@ -211,7 +235,7 @@ class HybridEngine:
         steps = self.steps(frames, on_tile=on_tile)
         if self.save_steps is not None:
             folder = self.save_steps if self._calls == 0 else self.save_steps / f"call_{self._calls:02d}"
-            write_steps(steps, folder)
+            write_steps(steps, folder, protected=self.protected)
         self._calls += 1
         return steps.fused
 
@@ -307,20 +331,51 @@ class HybridEngine:
                            np.clip(out, 0.0, 1.0), info)
 
 
-def write_steps(steps: HybridSteps, folder: Path) -> list[Path]:
-    """Write :meth:`HybridSteps.visualise` as 16-bit PNGs (``<name>.png``) plus ``info.json``
-    into ``folder`` (created). Files of the same name are replaced: the caller checks the folder
-    first (``focusstack.stacking.check_steps_dir`` refuses a non-empty one without
-    ``--overwrite``), and a long stack's later calls go to fresh subfolders."""
-    import json
-
-    from focusstack.io import write_image
+def check_steps_protected(folder: Path, protected: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse a steps folder where a step file (:data:`STEP_FILES`) would replace one of
+    ``protected`` (an input frame): ``--save-steps`` into the input folder is fine, writing over
+    a frame is not, not even with ``--overwrite``."""
+    from focusstack.errors import OutputExistsError
 
     folder = Path(folder)
+    targets = {(folder / n).resolve(): folder / n for n in STEP_FILES}
+    for item in protected:
+        hit = targets.get(Path(item).resolve())
+        if hit is not None:
+            raise OutputExistsError(
+                f"--save-steps {folder}: the step file {hit.name} would replace the input frame {item}",
+                expected="a --save-steps folder without input frames named like a step file "
+                f"({', '.join(STEP_FILES)})",
+                actual=str(item),
+                fix="choose another --save-steps folder (focusstack never overwrites its inputs, "
+                "not even with --overwrite)",
+            )
+
+
+def write_steps(steps: HybridSteps, folder: Path, *, protected: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Write :meth:`HybridSteps.visualise` as 16-bit PNGs (``<name>.png``) plus ``info.json``
+    into ``folder`` (created), all or none. Files of the same name are replaced: the caller
+    checks the folder first (``focusstack.stacking.check_steps_dir`` refuses a non-empty one
+    without ``--overwrite``), and a long stack's later calls go to fresh subfolders. None of
+    ``protected`` (the input frames) is ever written over: that raises
+    :class:`~focusstack.errors.OutputExistsError` before anything is written."""
+    import json
+
+    from focusstack.errors import FileWriteError
+    from focusstack.io.writers import check_output, encode_image, write_files
+
+    protected = tuple(protected)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, img in steps.visualise().items():
+    images = {folder / f"{name}.png": img for name, img in steps.visualise().items()}
+    info = folder / "info.json"
+    for path in (*images, info):  # before the work of encoding: an input among them writes nothing
+        check_output(path, True, protected, error_class=FileWriteError)
+    files = []
+    for path, img in images.items():
         rgb = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
-        written.append(write_image(folder / f"{name}.png", np.clip(rgb, 0.0, 1.0).astype(np.float32), bit_depth=16, overwrite=True))
-    (folder / "info.json").write_text(json.dumps(steps.info, indent=2, default=str) + "\n")
-    return written
+        files.append((path, encode_image(path, np.clip(rgb, 0.0, 1.0).astype(np.float32), bit_depth=16)))
+    files.append((info, (json.dumps(steps.info, indent=2, default=str) + "\n").encode()))
+    # one all-or-none write: the folder never mixes the maps of two runs
+    write_files(files, overwrite=True, protected=protected, error_class=FileWriteError)
+    return list(images)
