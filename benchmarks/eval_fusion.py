@@ -1,6 +1,6 @@
 """Score a trained Fusion U-Net on the validation split of a rendered dataset.
 
-    python benchmarks/eval_fusion.py --data DATASET --run RUN [--model models/fusion] [--limit N] [--write DIR]
+    python benchmarks/eval_fusion.py --data DATASET --run RUN [--model focusstack/models/fusion] [--limit N] [--write DIR]
 
 Uses the latents cached by `focusstack train fusion` in RUN/latents (encoding the missing ones),
 fuses each sample's full 512 px latent in one piece, decodes, and compares with the GT image:
@@ -21,18 +21,17 @@ from pathlib import Path
 import torch
 
 from focusstack.backends.torch_backend import TorchBackend, cpu_has_fast_bf16
+from focusstack.config import models_dir
 from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
 from focusstack.training.data import cache_latents, list_samples
 from focusstack.training.fusion import evaluate
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "fusion")
+    ap.add_argument("--model", type=Path, default=models_dir() / "fusion", help="model folder (default: the shipped one, %(default)s)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--write", type=Path, default=None, help="save the fused, ceiling and baseline images here")
     args = ap.parse_args()

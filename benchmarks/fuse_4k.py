@@ -6,7 +6,7 @@ Target (issue: fuse pipeline): 120 s or less and 4 GB or less on the 2-core CPU.
 
 It writes a synthetic 16-bit stack (smooth gradients plus fine texture) once, then runs
 `focusstack fuse` in a child process under /usr/bin/time -v, so the peak RSS is the whole
-command's. The Fusion U-Net is the shipped one (models/fusion) when present; speed does not
+command's. The Fusion U-Net is the shipped one (focusstack/models/fusion) when present; speed does not
 depend on the weights, so without it a seeded random network of the default architecture is
 saved to a temporary folder and marked as such in the output (never for real use).
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from focusstack.config import models_dir
 
 
 def make_stack(folder: Path, size: int, frames: int) -> None:
@@ -46,7 +46,7 @@ def make_stack(folder: Path, size: int, frames: int) -> None:
 
 
 def fusion_dir(tmp: Path) -> tuple[Path, bool]:
-    shipped = ROOT / "models" / "fusion"
+    shipped = models_dir() / "fusion"  # package data, in a checkout as in an installed wheel
     if (shipped / "model.safetensors").is_file():
         return shipped, True
     import torch

@@ -1,20 +1,19 @@
-"""Finding and loading the trained FSB and KEB (``models/fsb``, ``models/keb``).
+"""Finding and loading the trained FSB and KEB (shipped in ``focusstack/models/fsb``, ``/keb``).
 
 Each folder holds ``model.safetensors`` (metadata ``trained_steps`` > 0), ``config.json``
 (architecture only) and ``SHA256SUMS``, written by ``focusstack train fsb|keb --export``; they
 are loaded with :func:`focusstack.networks.weights.load_model_dir` (sums checked, strict load,
 untrained weights refused). Folder order: the given folder, then ``$FOCUSSTACK_FSB_DIR`` /
-``$FOCUSSTACK_KEB_DIR``, then ``models/fsb`` / ``models/keb`` of the checkout.
+``$FOCUSSTACK_KEB_DIR``, then the shipped ``focusstack/models/fsb`` / ``keb`` (package data,
+:func:`focusstack.config.model_dir`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from focusstack.config import FSB_DIR_ENV, KEB_DIR_ENV, MODEL_WEIGHTS_FILE, repo_models_dir
+from focusstack.config import FSB_DIR_ENV, KEB_DIR_ENV, MODEL_WEIGHTS_FILE, model_dir
 
 if TYPE_CHECKING:
     from focusstack.networks.weights import LoadedModel
@@ -23,9 +22,9 @@ __all__ = ["FSB_DIR_ENV", "KEB_DIR_ENV", "default_dir", "load_fsb", "load_keb", 
 
 
 def default_dir(kind: str) -> Path:
-    """``$FOCUSSTACK_FSB_DIR`` / ``$FOCUSSTACK_KEB_DIR`` or ``models/<kind>``."""
-    env = FSB_DIR_ENV if kind == "fsb" else KEB_DIR_ENV
-    return Path(os.environ.get(env) or repo_models_dir() / kind)
+    """``$FOCUSSTACK_FSB_DIR`` / ``$FOCUSSTACK_KEB_DIR`` or the shipped ``focusstack/models/<kind>``
+    (``kind``: ``fsb`` or ``keb``; see :func:`focusstack.config.model_dir`)."""
+    return model_dir(kind)
 
 
 def weights_present(folder: Path | None, kind: str) -> Path | None:
