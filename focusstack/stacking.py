@@ -270,7 +270,7 @@ def fuse_stack(
         engine = build_engine(config)
         timings["load_weights"] = time.perf_counter() - t
     if hasattr(engine, "set_steps_dir"):
-        engine.set_steps_dir(config.save_steps)  # this stack's folder (batch: one per stack)
+        engine.set_steps_dir(config.save_steps, protected=paths)  # this stack's folder (batch: one per stack)
     n = len(paths)
     slab_size = slab_size_for(engine, config)
 

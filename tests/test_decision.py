@@ -289,7 +289,7 @@ def _iou_pair(labels: np.ndarray, mask: np.ndarray) -> float:
     return float(fg + bg) / 2.0
 
 
-def betafusion_miou(folder, indices=range(1, 11)) -> list[float]:
+def betafusion_miou(folder, indices=range(1, 11), config: DecisionConfig = DecisionConfig()) -> list[float]:
     out = []
     for i in indices:
         a, b = (
@@ -297,16 +297,22 @@ def betafusion_miou(folder, indices=range(1, 11)) -> list[float]:
             for s in "AB"
         )
         mask = np.asarray(Image.open(folder / f"BetaFusion-{i:02d}-M.png").convert("L")) > 127
-        out.append(_iou_pair(decision_steps([a, b]).labels, mask))
+        out.append(_iou_pair(decision_steps([a, b], config).labels, mask))
     return out
 
 
 def test_betafusion_decision_maps():
     folder = shared_path("data", "pairs", "betafusion")
-    ious = betafusion_miou(folder)
-    # Measured 0.826 mean (0.66 .. 0.95) with the defaults; a floor against regressions.
+    # Measured 0.826 mean (0.66 .. 0.95) with the focus-measure map alone; floors.
+    ious = betafusion_miou(folder, config=DecisionConfig(reblur=False))
     assert np.mean(ious) > 0.78, ious
     assert min(ious) > 0.6, ious
+    # The re-blur test (the default) gives the near frame the transition region on both sides
+    # of the silhouette, where the hand-made mask marks the silhouette only: measured 0.793
+    # (0.585 .. 0.93).
+    ious = betafusion_miou(folder)
+    assert np.mean(ious) > 0.77, ious
+    assert min(ious) > 0.55, ious
 
 
 def test_engine_interface():

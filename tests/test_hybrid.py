@@ -252,9 +252,6 @@ def test_save_steps_never_writes_over_an_input_frame(tmp_path):
     assert {p: p.read_bytes() for p in inputs} == before
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="focusstack/stacking.py (not this test's owner) does not pass "
-                   "the frames yet: fuse_stack must call engine.set_steps_dir(config.save_steps, protected=paths); "
-                   "drop this mark when it does")
 def test_fuse_save_steps_into_the_input_folder_never_replaces_a_frame(tmp_path):
     from focusstack.config import AlignConfig, FuseConfig
     from focusstack.errors import OutputExistsError

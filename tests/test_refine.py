@@ -304,9 +304,11 @@ def test_refine_stack_three_frames():
     shuffled = [frames[2], frames[0], frames[1]]
     res = refine_stack(shuffled, RefineConfig(linear_light=False))
     near_far = {(p["near"], p["far"]) for p in res.pairs}
-    # every boundary is between an object's frame and the background frame (index 0 here),
-    # and the background frame is always the far one
-    assert near_far and all(f == 0 for _, f in near_far), res.pairs
+    # each object's frame meets the background frame (index 0 here), which is always the far
+    # one. (The two objects' transition regions, both given to their objects by the re-blur
+    # test, may also meet across the 13 px gap between them: a pair of object frames.)
+    with_bg = {(n, f) for n, f in near_far if 0 in (n, f)}
+    assert with_bg == {(1, 0), (2, 0)}, res.pairs
     band = _band(np.maximum(masks[0], masks[1]))
     assert np.isfinite(res.refined).all() and res.refined.shape == gt.shape
     assert _psnr(res.refined, gt, band) >= _psnr(res.r_init, gt, band) - 0.05
