@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from focusstack.engines.decision import DecisionConfig, decision_steps
-from focusstack.engines.reblur import disc_kernel, fit_pair_radius, linear_luminance, relabel_by_reblur
+from focusstack.engines.reblur import defocus_blur, fit_pair_radius, linear_luminance, relabel_by_reblur
 
 
 def _lin(x):
@@ -18,10 +18,18 @@ def _enc(x):
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
 
 
+def _disc(r: float) -> np.ndarray:
+    """A pillbox PSF of radius ``r`` with an antialiased rim (the renderer's, not the model's)."""
+    big = int(np.ceil(r)) + 1
+    yy, xx = np.mgrid[-big:big + 1, -big:big + 1]
+    k = np.clip(r + 0.5 - np.sqrt(xx * xx + yy * yy), 0, 1)
+    return (k / k.sum()).astype(np.float32)
+
+
 def _blur(x, r):
     import cv2
 
-    return cv2.filter2D(x.astype(np.float32), -1, disc_kernel(r), borderType=cv2.BORDER_REFLECT_101)
+    return cv2.filter2D(x.astype(np.float32), -1, _disc(r), borderType=cv2.BORDER_REFLECT_101)
 
 
 def layered_pair(r: float = 6.0, seed: int = 0, size: int = 160, fg_texture: float = 0.01):
@@ -46,13 +54,18 @@ def layered_pair(r: float = 6.0, seed: int = 0, size: int = 160, fg_texture: flo
     return [_enc(x).astype(np.float32) for x in (near, far)] + [alpha, _enc(gt).astype(np.float32)]
 
 
-def test_disc_kernel_and_linear_luminance():
-    k = disc_kernel(3.0)
-    assert k.shape == (9, 9) and abs(float(k.sum()) - 1.0) < 1e-6 and k[4, 4] == k.max() and k[0, 0] == 0
+def test_defocus_blur_and_linear_luminance():
+    y = np.zeros((41, 41), np.float32)
+    y[20, 20] = 1.0
+    b = defocus_blur(y, 6.0)
+    assert abs(float(b.sum()) - 1.0) < 1e-4 and b[20, 20] == b.max()
+    yy, xx = np.mgrid[:41, :41]
+    var = float((b * ((yy - 20) ** 2 + (xx - 20) ** 2)).sum()) / 2.0  # per axis
+    assert abs(var - 9.0) < 0.2  # sigma = r / 2, the spread of a disc of radius r
     y = np.linspace(0, 1, 101, dtype=np.float32)[None, :]
     np.testing.assert_allclose(linear_luminance(y), _lin(y), atol=2e-4)
     with pytest.raises(ValueError):
-        disc_kernel(0.0)
+        defocus_blur(y, 0.0)
 
 
 def test_fit_finds_the_blur_between_the_frames():
