@@ -30,7 +30,7 @@ import numpy as np
 from focusstack.align.stack import FramePreparer, analyse_stack
 from focusstack.config import FuseConfig
 from focusstack.engines.vaeedof import VAEEDOFEngine
-from focusstack.longstack import SlabReducer, count_merges, plan_slabs
+from focusstack.longstack import SlabReducer, SpillStore, count_merges, plan_slabs
 
 if TYPE_CHECKING:
     from focusstack.engines.decision import DecisionEngine
@@ -432,27 +432,34 @@ def _fuse_slabs(
         done_merges += 1
         return engine.fuse(images, on_tile=steps.within(at, 1, f"merging {done_merges}/{n_merges}"))
 
-    reducer = SlabReducer(merge, fan_in=slab_size)
+    # slab results wait for their merge on disk (bit-exact .npy files): the peak is one slab's,
+    # whatever the stack's length (issue 17)
+    store = SpillStore() if n_slabs > 1 else None
+    reducer = SlabReducer(merge, fan_in=slab_size, store=store)
     held: dict[int, np.ndarray] = {}
-    for i, slab in enumerate(slabs):
-        nxt = set(slabs[i + 1]) if i + 1 < n_slabs else set()
-        frames = [held.pop(k) if k in held else preparer.prepare(k) for k in slab]
-        if depth is not None:
+    try:
+        for i, slab in enumerate(slabs):
+            nxt = set(slabs[i + 1]) if i + 1 < n_slabs else set()
+            frames = [held.pop(k) if k in held else preparer.prepare(k) for k in slab]
+            if depth is not None:
+                for k, f in zip(slab, frames):
+                    depth.update(position[k] if position else k, f)
             for k, f in zip(slab, frames):
-                depth.update(position[k] if position else k, f)
-        for k, f in zip(slab, frames):
-            if k in nxt:
-                held[k] = f
-        label = "fusing" if n_slabs == 1 else f"slab {i + 1}/{n_slabs}"
-        if len(frames) == 1 and n_slabs > 1:
-            result = frames[0]  # --slab-size 2 --slab-overlap 0 with an odd count: nothing to fuse
-            steps.update(base + i + 1, label)
-        else:
-            result = engine.fuse(frames, on_tile=steps.within(base + i, 1, label))
-        del frames
-        reducer.push(result)
-        del result
-    fused = reducer.finish()
+                if k in nxt:
+                    held[k] = f
+            label = "fusing" if n_slabs == 1 else f"slab {i + 1}/{n_slabs}"
+            if len(frames) == 1 and n_slabs > 1:
+                result = frames[0]  # --slab-size 2 --slab-overlap 0 with an odd count: nothing to fuse
+                steps.update(base + i + 1, label)
+            else:
+                result = engine.fuse(frames, on_tile=steps.within(base + i, 1, label))
+            del frames
+            reducer.push(result, last=i + 1 == n_slabs)
+            del result
+        fused = reducer.finish()
+    finally:
+        if store is not None:
+            store.close()
     return fused, reducer.merges, preparer
 
 
