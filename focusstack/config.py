@@ -160,6 +160,13 @@ class AlignConfig:
     #: ... and lowers it by at least this much in absolute terms (a registered pair matches to
     #: within 0.001 already; a shift of a few px leaves 0.0014 to 0.05).
     verify_min_gain: float = 0.001
+    #: Refine and judge each pairwise transform on blur-matched composites (both frames given
+    #: the same blur everywhere, focusstack.align.blurmatch) when the frames differ in blur:
+    #: plain ECC reads a blurred foreground's spread as a scale change (docs/align.md).
+    blur_matched: bool = True
+    #: ... and keep its transform only when the low-passed frames also match better under it
+    #: than under the identity, by this ratio of residuals.
+    blur_matched_lowpass: float = 0.95
     #: Below this low-pass correlation with its neighbour, under the identity and the estimated
     #: transform alike, a frame does not belong to the stack (a stray shot): an error.
     stray_correlation: float = 0.5

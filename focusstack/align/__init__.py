@@ -2,7 +2,7 @@
 
 * :mod:`~focusstack.align.registration`: coarse-to-fine ECC between two frames (similarity,
   affine or homography) on a band-passed grey image.
-* :mod:`~focusstack.align.warp`: warping into the reference geometry (bicubic, float32, no
+* :mod:`~focusstack.align.warp`: warping into the reference geometry (Lanczos, float32, no
   resampling for identity transforms) and the area every frame covers.
 * :mod:`~focusstack.align.exposure`: per-channel gains against the reference frame.
 * :mod:`~focusstack.align.stack`: the streamed two-pass alignment of a whole stack.
