@@ -7,7 +7,9 @@ Builds (once, in ``--work``) two registered 7-frame stacks from devbench devA sc
 enfuse``), ``enfuse`` with the focus-stacking settings of devbench/PEERS.md (contrast weight 1,
 hard mask, window 5, luminance projector). Reports the median wall time, the ratio
 ours/enfuse, the peak RSS of each (``/usr/bin/time``-free: ``resource.getrusage`` of the
-children), the machine's load average, and ``focusstack --help`` against
+children), the machine's load average, the median of each stage of ours (``--json``
+``timings_s``: read, align, fuse, write; ``process`` is what the process spends outside them:
+interpreter, imports, option parsing, exit), and ``focusstack --help`` against
 ``python -c "import numpy, cv2"``. Absolute times on a shared machine move; report the ratios.
 
     python benchmarks/speed.py [--repeats 3] [--json FILE] [--only 768|4k|startup]
@@ -54,13 +56,21 @@ def build(source: Path, work: Path) -> dict[str, Path]:
     return out
 
 
-def timed(cmd: list[str]) -> float:
-    """Wall seconds of one process (its peak memory is measured apart, by :func:`peak_of`)."""
+def timed(cmd: list[str], stages: list[dict] | None = None) -> float:
+    """Wall seconds of one process (its peak memory is measured apart, by :func:`peak_of`).
+    With ``stages``, the command prints ``--json``: its ``timings_s`` (and the rest of the wall
+    time, as ``process``) are appended there."""
     t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE if stages is not None else subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    if stages is not None:
+        timings = dict(json.loads(r.stdout)["timings_s"])
+        timings["process"] = wall - timings["total"]
+        timings["wall"] = wall
+        stages.append(timings)
     return wall
 
 
@@ -98,14 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         if name not in only:
             continue
         stack = stacks[name]
-        ours_cmd = [*FOCUSSTACK, "fuse", str(stack), "-o", str(a.work / f"ours_{name}.tif"), "--overwrite", "-q"]
+        ours_cmd = [*FOCUSSTACK, "fuse", str(stack), "-o", str(a.work / f"ours_{name}.tif"), "--overwrite", "-q", "--json"]
         enf_cmd = [enfuse, *ENFUSE_ARGS, "-o", str(a.work / f"enfuse_{name}.tif"), *sorted(map(str, stack.iterdir()))] if enfuse else None
-        ours, theirs = [], []
+        ours, theirs, stages = [], [], []
         for _ in range(a.repeats):  # interleaved
-            ours.append(timed(ours_cmd))
+            ours.append(timed(ours_cmd, stages))
             if enf_cmd:
                 theirs.append(timed(enf_cmd))
-        row = {"ours_s": statistics.median(ours), "ours_all_s": ours, "ours_peak_mb": peak_of(ours_cmd)}
+        row = {"ours_s": statistics.median(ours), "ours_all_s": ours, "ours_peak_mb": peak_of(ours_cmd),
+               "stages_s": {k: round(statistics.median(st[k] for st in stages), 3) for k in stages[0]}}
         if enf_cmd:
             row.update(enfuse_s=statistics.median(theirs), enfuse_all_s=theirs, enfuse_peak_mb=peak_of(enf_cmd))
             row["ratio"] = row["ours_s"] / row["enfuse_s"]
@@ -116,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             line += "; enfuse not installed (apt-get install enfuse): no ratio"
         print(line)
+        print(f"{name} stages (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in row["stages_s"].items()))
     report["load_after"] = os.getloadavg()
     print(f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f} ({report['cpus']} CPUs)")
     if a.json:

@@ -112,6 +112,21 @@ def test_cli_help_and_the_decision_engine_never_import_torch(tmp_path):
     assert out.is_file()
 
 
+def test_a_quiet_decision_fuse_imports_no_network_engine_and_no_rich_console(tmp_path):
+    frames, _ = synthetic_stack(96, 128, 3, None, seed=5)
+    folder = write_stack(tmp_path / "s", frames, bits=8)
+    code = (
+        "import sys; sys.argv = ['focusstack', 'fuse', sys.argv[1], '-o', sys.argv[2], '-q']\n"
+        "from focusstack.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "extra = [m for m in ('rich.console', 'focusstack.engines.vaeedof', 'focusstack.tiling', 'focusstack.cli.bench')"
+        " if m in sys.modules]\n"
+        "assert not extra, f'imported {extra}'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(folder), str(tmp_path / "o.png")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def test_decision_with_cuda_is_a_usage_error(tmp_path):
     frames, _ = synthetic_stack(64, 64, 2, None, seed=6)
     folder = write_stack(tmp_path / "s", frames, bits=8)
