@@ -2,7 +2,8 @@
 
 Fuses every scene of ``../shared/data/devbench/{devA,devTR,mfvoc}`` through the public entry
 point (``focusstack.stacking.fuse_stack``, the code behind ``focusstack fuse``) with the
-default options unless told otherwise, and scores it as devbench/SOURCE.md says: PSNR on the
+default options unless told otherwise (but ``--keep-size``, so that an output whose frames were
+moved keeps the GT's geometry), and scores it as devbench/SOURCE.md says: PSNR on the
 8-bit scale (16-bit outputs divided by 257, capped at 60 dB per scene) over the whole image,
 inside ``band.png`` ("band") and outside it ("flat"), and SSIM (``focusstack.metrics.basic``).
 The peers' figures are read from devbench/PEERS.md and printed beside ours.
@@ -253,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in a.sets if s not in SETS]
     if bad:
         ap.error(f"unknown set(s) {bad}: choose from {', '.join(SETS)}")
-    config = FuseConfig(show_progress=False, overwrite=True)
+    # default options, but the GT's geometry kept: where alignment moves a frame, the default
+    # crop to the common area would make the output smaller than the GT (--keep-size instead)
+    base = FuseConfig(show_progress=False, overwrite=True)
+    config = replace(base, align=replace(base.align, keep_size=True))
     if a.engine:
         config = replace(config, engine=a.engine)
     if a.no_align:

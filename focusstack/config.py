@@ -165,8 +165,10 @@ class AlignConfig:
     #: plain ECC reads a blurred foreground's spread as a scale change (docs/align.md).
     blur_matched: bool = True
     #: ... and keep its transform only when the low-passed frames also match better under it
-    #: than under the identity, by this ratio of residuals.
+    #: than under the identity, by this ratio of residuals, and the product of that ratio and
+    #: the composites' ratio is at most blur_matched_gain (docs/align.md has the figures).
     blur_matched_lowpass: float = 0.95
+    blur_matched_gain: float = 0.5
     #: Below this low-pass correlation with its neighbour, under the identity and the estimated
     #: transform alike, a frame does not belong to the stack (a stray shot): an error.
     stray_correlation: float = 0.5

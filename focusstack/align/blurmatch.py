@@ -20,7 +20,6 @@ transforms ``(3, 3)`` float64 mapping *moving* pixels to *fixed* pixels.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -59,19 +58,17 @@ def _composites(fixed_lin: np.ndarray, moving_lin: np.ndarray, sharper_moving: n
 
 
 def _ncc_residual(a: np.ndarray, b: np.ndarray, margin: int) -> float:
-    a = a[margin:-margin or None, margin:-margin or None].astype(np.float64).ravel()
-    b = b[margin:-margin or None, margin:-margin or None].astype(np.float64).ravel()
-    a -= a.mean()
-    b -= b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return 1.0 - (float(a @ b) / den if den > 0 else 1.0)
+    """``1 - NCC`` of two same-size images away from a ``margin`` px border."""
+    a = np.ascontiguousarray(a[margin:-margin or None, margin:-margin or None], np.float32)
+    b = np.ascontiguousarray(b[margin:-margin or None, margin:-margin or None], np.float32)
+    if float(a.std()) < 1e-9 or float(b.std()) < 1e-9:
+        return 0.0  # flat: nothing to compare
+    return 1.0 - float(cv2.matchTemplate(a, b, cv2.TM_CCOEFF_NORMED)[0, 0])
 
 
-def _sharper(fixed: np.ndarray, moving_w: np.ndarray) -> np.ndarray:
-    sigma = max(2.0, 0.008 * min(fixed.shape))
-    mf = cv2.GaussianBlur(focus_measure(fixed), (0, 0), sigma)
-    mm = cv2.GaussianBlur(focus_measure(moving_w), (0, 0), sigma)
-    return mm > mf
+def _measure(gray: np.ndarray) -> np.ndarray:
+    """The smoothed focus measure that says which frame is the sharper where."""
+    return cv2.GaussianBlur(focus_measure(gray), (0, 0), max(2.0, 0.008 * min(gray.shape)))
 
 
 def _warp(img: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -116,22 +113,30 @@ def blur_matched_refine(
     margin = max(2, int(0.02 * max(h, w)))
     radius = None
     rho = float("nan")
+    m_fixed, m_moving = _measure(fixed), _measure(moving)  # warped with the frame, not recomputed
     for _ in range(rounds):
-        mw = _warp(moving, t)
-        sharper = _sharper(fixed, mw)
+        sharper = _warp(m_moving, t) > m_fixed
         lm = _warp(lm_raw, t)
         r = fit_pair_radius(lf, lm, ~sharper, sharper, max_radius * max(h, w))
         if r is None or r < min_radius:
             return None
         radius = r
         cf, cm = _composites(lf, lm, sharper, r)
+        # ECC at half size: the composites carry no detail finer than the blur (r >= 1 px)
+        half = 2.0 if min(h, w) >= 256 else 1.0
+        if half > 1.0:
+            size = (int(round(w / half)), int(round(h / half)))
+            cf, cm = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (cf, cm))
         warp = np.eye(3, dtype=np.float32)[: (3 if motion == cv2.MOTION_HOMOGRAPHY else 2)]
         try:
-            rho, warp = cv2.findTransformECC(cf, cm, warp, motion, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 150, 1e-6), None, 1)
+            rho, warp = cv2.findTransformECC(cf, cm, warp, motion, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 60, 1e-5), None, 1)
         except cv2.error:
             return None
         full = np.eye(3)
         full[: warp.shape[0]] = warp
+        if half > 1.0:  # back to working pixels
+            down = np.diag([1.0 / half, 1.0 / half, 1.0])
+            full = np.linalg.inv(down) @ full @ down
         step = np.linalg.inv(full)  # ECC's warp maps fixed -> moving-composite coordinates
         step /= step[2, 2]
         t = step @ t
@@ -142,12 +147,9 @@ def blur_matched_refine(
     if model == "similarity":
         t = project_similarity(t, w, h)
     # the verdict: composites under the transform, and under the identity, with one map
-    mw = _warp(moving, t)
-    sharper = _sharper(fixed, mw)
-    cf, cm = _composites(lf, _warp(lm_raw, t), sharper, radius)
+    cf, cm = _composites(lf, _warp(lm_raw, t), _warp(m_moving, t) > m_fixed, radius)
     e_t = _ncc_residual(cf, cm, margin)
-    sharper_id = _sharper(fixed, moving)
-    cf0, cm0 = _composites(lf, lm_raw, sharper_id, radius)
+    cf0, cm0 = _composites(lf, lm_raw, m_moving > m_fixed, radius)
     e_id = _ncc_residual(cf0, cm0, margin)
     return BlurMatch(t, float(radius), float(e_t), float(e_id), float(rho))
 
