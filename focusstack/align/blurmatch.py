@@ -122,8 +122,9 @@ def blur_matched_refine(
             return None
         radius = r
         cf, cm = _composites(lf, lm, sharper, r)
-        # ECC at half size: the composites carry no detail finer than the blur (r >= 1 px)
-        half = 2.0 if min(h, w) >= 256 else 1.0
+        # ECC at half size (frames of 400 px and more): the composites carry no detail finer
+        # than the blur (r >= 1 px)
+        half = 2.0 if min(h, w) >= 400 else 1.0
         if half > 1.0:
             size = (int(round(w / half)), int(round(h / half)))
             cf, cm = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (cf, cm))
