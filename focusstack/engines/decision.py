@@ -606,6 +606,7 @@ def _run(
     measures = np.empty((k, mh, mw), np.float32)
     guide = np.zeros((h, w), np.float32)
     lumas: list[np.ndarray] = []  # linear light at the re-blur size, for the re-blur test
+    encoded: list[np.ndarray] = []  # the same, sRGB-encoded (the test picks the domain per pair)
     rscale = 1.0
     if config.reblur_pixels and mh * mw > config.reblur_pixels:
         rscale = math.sqrt(config.reblur_pixels / (mh * mw))
@@ -617,7 +618,9 @@ def _run(
             y = cv2.resize(y, (mw, mh), interpolation=cv2.INTER_AREA)
         measures[i] = focus_measure(y, scales=config.scales, window=config.window, noise_sigma=config.noise_sigma)
         if config.reblur and k > 1:
-            lumas.append(linear_luminance(y if rscale == 1.0 else cv2.resize(y, rsize, interpolation=cv2.INTER_AREA)))
+            yr = y if rscale == 1.0 else cv2.resize(y, rsize, interpolation=cv2.INTER_AREA)
+            encoded.append(yr)
+            lumas.append(linear_luminance(yr))
         del y
         tick()
     guide *= np.float32(1.0 / k)
@@ -645,13 +648,14 @@ def _run(
         relabelled, reblur_pairs = relabel_by_reblur(
             lumas, small, window=config.reblur_window, max_radius=config.reblur_max_radius * max(rsize),
             min_radius=config.reblur_min_radius, margin=config.reblur_margin, floor=config.reblur_floor,
+            encoded=encoded,
         )
         if rscale == 1.0:
             labels = relabelled
         else:  # only what the test changed comes back to the working size
             changed = cv2.resize((relabelled != small).astype(np.uint8), (mw, mh), interpolation=cv2.INTER_NEAREST) > 0
             labels = np.where(changed, cv2.resize(relabelled, (mw, mh), interpolation=cv2.INTER_NEAREST), labels)
-        del lumas
+        del lumas, encoded
     small_labels = labels
     if scale < 1.0:  # back to full size (the guided filter shapes the boundaries there)
         labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
