@@ -613,7 +613,7 @@ def write_bytes_checked(tmp: Path, data) -> None:  # noqa: ANN001  (bytes-like)
     """Write ``data`` to ``tmp`` completely (looping over short writes) and check the file's
     size afterwards; raises ``OSError`` (ENOSPC) when the disk took fewer bytes."""
     view = memoryview(data).cast("B")
-    fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         done = 0
         while done < len(view):

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from focusstack.errors import FileWriteError, UsageError
+from focusstack.io.writers import write_bytes_checked
 from focusstack.rendering.config import RenderConfig
 from focusstack.rendering.png import encode_png, to_uint8, to_uint16
 from focusstack.rendering.sampling import Pools, build_pools, sample_scene
@@ -50,21 +51,8 @@ def sample_id(index: int) -> str:
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file: every byte checked, then renamed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    view = memoryview(data).cast("B")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
-        try:
-            done = 0
-            while done < len(view):
-                n = os.write(fd, view[done:])
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, "no space left on device (short write)", str(tmp))
-                done += n
-            size = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-        if size != len(view):
-            raise OSError(errno.ENOSPC, f"wrote {size} of {len(view)} bytes", str(tmp))
+        write_bytes_checked(tmp, data)  # every byte, or ENOSPC
         os.replace(tmp, path)
     except BaseException as exc:  # also Ctrl-C: never leave a temporary file behind
         try:
