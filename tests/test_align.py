@@ -366,3 +366,19 @@ def test_blur_matched_registration_of_a_near_far_pair(seed):
         errors[on] = float(np.abs(transform_corners(t, w, h) - transform_corners(truth, w, h)).max())
     assert errors[True] < 1.0, errors
     assert errors[False] > 2.0, errors  # what plain ECC leaves (the failure this fixes)
+
+
+def test_ecc_failure_suggests_similarity_only_when_another_model_was_asked(monkeypatch):
+    """The alignment error once always said "try --align-model similarity", the default."""
+    from focusstack.align import registration
+
+    def boom(*a, **k):
+        raise cv2.error("ECC diverged")
+
+    monkeypatch.setattr(registration.cv2, "findTransformECC", boom)
+    g = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    pyr = registration.build_pyramid(g, 64)
+    for model, says in (("similarity", False), ("homography", True)):
+        with pytest.raises(StackError) as exc:
+            registration.register_pair(pyr, pyr, model)
+        assert ("--align-model similarity" in str(exc.value.fix)) is says, exc.value.fix

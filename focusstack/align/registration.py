@@ -196,7 +196,8 @@ def register_pair(
                 expected="neighbouring frames that show the same scene, shifted or scaled a little",
                 actual=f"OpenCV ECC stopped at pyramid level {level}: {str(exc).strip().splitlines()[-1][:160]}",
                 fix="if the frames are already registered pass --no-align; otherwise check that this "
-                "frame belongs to the stack, or try --align-model similarity",
+                "frame belongs to the stack" + ("" if model == "similarity" else ", or try --align-model similarity (the default: "
+                "fewer parameters than " + model + ")"),
             ) from exc
         full = np.eye(3)
         full[: warp.shape[0]] = warp
