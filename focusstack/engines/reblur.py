@@ -188,12 +188,12 @@ def relabel_by_reblur(
             differ too little in blur for the test, and for the output).
         min_seam: pairs sharing fewer boundary pixels are left alone.
         margin, floor: a pixel changes hands only where the losing error exceeds the winning
-            one by this ratio and this absolute amount (linear light): in flat regions both
-            errors are noise, and a bare comparison would scatter labels there.
+            one by this ratio and this absolute amount (in [0, 1] units of the tested domain):
+            in flat regions both errors are noise, and a bare comparison would scatter labels.
 
     Returns:
         ``(labels (H, W) uint8, pairs)``; ``pairs`` lists ``{"frames": [i, j], "radius_px",
-        "band_px", "changed_px"}`` for every pair that was tested.
+        "domain" ("linear" | "encoded"), "band_px", "changed_px"}`` for every pair tested.
     """
     k = len(lumas)
     if labels.ndim != 2 or any(y.shape != labels.shape for y in lumas):
