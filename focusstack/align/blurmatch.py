@@ -71,6 +71,30 @@ def _measure(gray: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(focus_measure(gray), (0, 0), max(2.0, 0.008 * min(gray.shape)))
 
 
+class PreparedFrame:
+    """What the refinement needs of one grey frame ``(h, w)`` float32 in [0, 1]: its linear-light
+    luminance and its smoothed focus measure, computed on first use and kept."""
+
+    __slots__ = ("gray", "_linear", "_measure")
+
+    def __init__(self, gray: np.ndarray) -> None:
+        self.gray = gray
+        self._linear: np.ndarray | None = None
+        self._measure: np.ndarray | None = None
+
+    @property
+    def linear(self) -> np.ndarray:
+        if self._linear is None:
+            self._linear = linear_luminance(self.gray)
+        return self._linear
+
+    @property
+    def measure(self) -> np.ndarray:
+        if self._measure is None:
+            self._measure = _measure(self.gray)
+        return self._measure
+
+
 def _warp(img: np.ndarray, t: np.ndarray) -> np.ndarray:
     h, w = img.shape
     return cv2.warpPerspective(img, t, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -85,6 +109,7 @@ def blur_matched_refine(
     max_radius: float = 0.05,
     min_radius: float = 1.0,
     rounds: int = 2,
+    prepared: tuple[PreparedFrame, PreparedFrame] | None = None,
 ) -> BlurMatch | None:
     """Refine ``t0`` (moving -> fixed) by ECC on blur-matched composites.
 
@@ -98,6 +123,8 @@ def blur_matched_refine(
             good: None is returned.
         rounds: composite-and-register rounds (the sharper-frame map and the radius are
             re-estimated on the registered frames each round).
+        prepared: the two frames' :class:`PreparedFrame` (fixed, moving), when the caller keeps
+            them (a chain prepares each frame once for both of its pairs).
 
     Returns:
         :class:`BlurMatch`, or None when no radius could be fitted (no region where one frame
@@ -106,14 +133,14 @@ def blur_matched_refine(
     if fixed.shape != moving.shape or fixed.ndim != 2:
         raise ValueError(f"fixed and moving must be (h, w) of one size, got {fixed.shape} and {moving.shape}")
     h, w = fixed.shape
-    lf = linear_luminance(fixed)
-    lm_raw = linear_luminance(moving)
+    pf, pm = prepared if prepared is not None else (PreparedFrame(fixed), PreparedFrame(moving))
+    lf, lm_raw = pf.linear, pm.linear
     t = np.array(t0, np.float64)
     motion = _MOTION[model]
     margin = max(2, int(0.02 * max(h, w)))
     radius = None
     rho = float("nan")
-    m_fixed, m_moving = _measure(fixed), _measure(moving)  # warped with the frame, not recomputed
+    m_fixed, m_moving = pf.measure, pm.measure  # warped with the frame, not recomputed
     for _ in range(rounds):
         sharper = _warp(m_moving, t) > m_fixed
         lm = _warp(lm_raw, t)

@@ -151,6 +151,7 @@ def register_pair(
     iterations: int = 100,
     eps: float = 1e-6,
     names: tuple[str, str] = ("fixed", "moving"),
+    min_level: int = 0,
 ) -> PairResult:
     """Register two pyramids (from :func:`build_pyramid` of :func:`feature_image`).
 
@@ -159,6 +160,8 @@ def register_pair(
         model: ``"similarity" | "affine" | "homography"``.
         iterations, eps: ECC's stopping criteria per level.
         names: file names for error messages (fixed, moving).
+        min_level: the finest pyramid level registered (0: full size; 1 stops at half size,
+            for a caller that refines the result itself).
 
     Returns:
         :class:`PairResult` whose transform maps *moving* level-0 pixels to *fixed* level-0 pixels.
@@ -170,12 +173,13 @@ def register_pair(
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     motion = _ECC_MOTION[model]
     top = len(fixed) - 1
+    min_level = max(0, min(min_level, top))
     f_top, s_top = fixed[top]
     m_top, _ = moving[top]
     # transform in level coordinates, moving -> fixed
     t = _phase_shift(f_top, m_top)
     rho = 0.0
-    for level in range(top, -1, -1):
+    for level in range(top, min_level - 1, -1):
         f_img, s_l = fixed[level]
         m_img, _ = moving[level]
         if level != top:
@@ -189,7 +193,7 @@ def register_pair(
         try:
             rho, warp = cv2.findTransformECC(f_img, m_img, warp, motion, crit, None, 1)
         except cv2.error as exc:
-            if level > 0:
+            if level > min_level:
                 continue  # a coarse level that cannot improve the guess: refine at the next one
             raise StackError(
                 f"alignment failed to converge for frame {names[1]} (registered against {names[0]})",
@@ -205,4 +209,6 @@ def register_pair(
         t /= t[2, 2]
         if model == "similarity":
             t = project_similarity(t, w, h)
+    if min_level > 0:  # back to level-0 pixels
+        t = rescale_transform(t, fixed[min_level][1] @ np.linalg.inv(fixed[0][1]))
     return PairResult(t, float(rho))

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from focusstack.align.blurmatch import blur_matched_refine
+from focusstack.align.blurmatch import PreparedFrame, blur_matched_refine
 from focusstack.align.exposure import GainReference, apply_gains, estimate_gains
 from focusstack.align.registration import (
     build_pyramid,
@@ -172,10 +172,11 @@ class _Attempt:
 class _Frame:
     """What the chain keeps of the previous frame: its pyramid, its low-passed grey image and name."""
 
-    __slots__ = ("pyramid", "lowpass", "name", "gray")
+    __slots__ = ("pyramid", "lowpass", "name", "gray", "prepared")
 
     def __init__(self, pyramid: list, lowpass: np.ndarray, name: str, gray: np.ndarray) -> None:
         self.pyramid, self.lowpass, self.name, self.gray = pyramid, lowpass, name, gray
+        self.prepared = PreparedFrame(gray)  # for blur-matched refinement, shared by both pairs
 
 
 class _Chain:
@@ -190,10 +191,12 @@ class _Chain:
         self.error: StackError | None = None  # the first pair that failed (a stray frame)
         self.margin = 2  # border (px) that lowpass_residual leaves out; set per frame size
 
-    def _attempt(self, fixed: list, moving: list, lowpass: tuple[np.ndarray, np.ndarray], e_id: float, names: tuple[str, str]) -> _Attempt:
+    def _attempt(
+        self, fixed: list, moving: list, lowpass: tuple[np.ndarray, np.ndarray], e_id: float, names: tuple[str, str], min_level: int = 0
+    ) -> _Attempt:
         cfg = self.config
         try:
-            res = register_pair(fixed, moving, cfg.model, iterations=cfg.iterations, names=names)
+            res = register_pair(fixed, moving, cfg.model, iterations=cfg.iterations, names=names, min_level=min_level)
             t, rho = res.transform, res.correlation
         except StackError:
             t, rho = np.eye(3), float("nan")
@@ -207,14 +210,26 @@ class _Chain:
         verified = plausible and ratio <= cfg.verify_ratio and e_id - e_t >= cfg.verify_min_gain
         return _Attempt(t, rho, ratio, ncc, plausible, verified)
 
-    def _blur_matched(self, prev: _Frame, cur: _Frame, best: _Attempt) -> _Attempt:
+    def _plain(self, prev: _Frame, cur: _Frame, lowpass: tuple[np.ndarray, np.ndarray], e_id: float, names: tuple[str, str], min_level: int) -> _Attempt:
+        """ECC on the band-passed pyramids; once more on the low-passed images (strong defocus
+        leaves little shared band-pass detail) only when ECC converged poorly: a confident
+        band-pass fit that does not verify is a registered pair (ECC drifted; so would this)."""
+        cfg = self.config
+        best = self._attempt(prev.pyramid, cur.pyramid, lowpass, e_id, names, min_level)
+        if not best.verified and e_id >= 2 * cfg.verify_min_gain and not (best.plausible and best.rho >= 0.8):
+            low = self._attempt(build_pyramid(prev.lowpass, cfg.min_side), build_pyramid(cur.lowpass, cfg.min_side), lowpass, e_id, names, min_level)
+            if low.verified or (low.plausible and low.ratio < best.ratio):
+                best = low
+        return best
+
+    def _blur_matched(self, prev: _Frame, cur: _Frame, best: _Attempt) -> _Attempt | None:
         """ECC's result refined and judged on blur-matched composites (:mod:`focusstack.align.blurmatch`)
-        when the two frames differ in blur; ``best`` unchanged when they do not."""
+        when the two frames differ in blur; None when they do not (equally sharp)."""
         cfg = self.config
         start = best.transform if best.plausible else np.eye(3)
-        bm = blur_matched_refine(prev.gray, cur.gray, start, cfg.model)
+        bm = blur_matched_refine(prev.gray, cur.gray, start, cfg.model, prepared=(prev.prepared, cur.prepared))
         if bm is None:
-            return best
+            return None
         h, w = prev.gray.shape
         plausible = bool(np.all(np.isfinite(bm.transform)) and corner_shift(bm.transform, w, h) <= cfg.max_step * math.hypot(w, h))
         gain = bm.residual_identity - bm.residual
@@ -244,16 +259,16 @@ class _Chain:
         names = (prev.name, name)
         lowpass = (prev.lowpass, cur.lowpass)
         e_id, ncc_id = lowpass_residual(*lowpass, np.eye(3), self.margin)
-        # first on the band-passed pyramids; once more on the low-passed images (strong defocus
-        # leaves little shared band-pass detail) only when ECC converged poorly: a confident
-        # band-pass fit that does not verify is a registered pair (ECC drifted; so would this)
-        best = self._attempt(prev.pyramid, cur.pyramid, lowpass, e_id, names)
-        if not best.verified and e_id >= 2 * cfg.verify_min_gain and not (best.plausible and best.rho >= 0.8):
-            low = self._attempt(build_pyramid(prev.lowpass, cfg.min_side), build_pyramid(cur.lowpass, cfg.min_side), lowpass, e_id, names)
-            if low.verified or (low.plausible and low.ratio < best.ratio):
-                best = low
+        # with blur-matched refinement to follow, plain ECC stops at half size (the refinement
+        # works at that size too); it goes to full size only when the frames are equally sharp
+        coarse = 1 if cfg.blur_matched and len(cur.pyramid) > 1 else 0
+        best = self._plain(prev, cur, lowpass, e_id, names, coarse)
         if cfg.blur_matched:
-            best = self._blur_matched(prev, cur, best)
+            refined = self._blur_matched(prev, cur, best)
+            if refined is not None:
+                best = refined
+            elif coarse:
+                best = self._plain(prev, cur, lowpass, e_id, names, 0)
         if best.verified:
             status = "aligned"
         elif best.plausible or best.ratio >= 0.98 or e_id < 2 * cfg.verify_min_gain:

@@ -180,8 +180,8 @@ def relabel_by_reblur(
         encoded: the same planes sRGB-encoded, or None. When given, each pair is tested in the
             domain whose fitted blur explains more of the frames' difference (relative error of
             :func:`fit_pair_blur`): optics blur linear light, but a camera's tone curve or a
-            synthetic set (MF-VOC blurs encoded values) may not. devbench: devA and devTR keep
-            linear light on every pair; MF-VOC +0.13 dB.
+            synthetic set (MF-VOC blurs encoded values) may not. devbench: devA and devTR the
+            same means (scenes within 0.03 dB); MF-VOC +0.13 dB.
         window: sigma (px) of the Gaussian that aggregates the re-blur errors.
         max_radius: largest defocus radius (px) fitted between two frames.
         min_radius: pairs whose fitted radius is below this are left alone (their frames
