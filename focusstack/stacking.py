@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 from focusstack.errors import (
     BatchError,
     ConfigError,
+    DependencyError,
     FocusstackError,
     ImageWriteError,
     OutputExistsError,
@@ -564,6 +565,8 @@ def fuse_batch(
     depth_dir: Path | None = None,
     preview_dir: Path | None = None,
     on_stack: Callable[[StackEvent], None] | None = None,
+    ray: bool = False,
+    ray_address: str | None = None,
 ) -> BatchResult:
     """Fuse every subfolder of ``root`` into ``outdir/<name><ext>``.
 
@@ -574,9 +577,18 @@ def fuse_batch(
     as stacks when they lie inside ``root``. ``report``: write the HTML contact sheet there.
     ``depth_dir``/``preview_dir``: one ``<name>.depth.png`` / ``<name>.depth-preview.png``
     per stack.
+
+    ``ray`` (implied by ``ray_address``): each stack to fuse is one Ray task (the ``ray`` extra),
+    fused and written in the worker with the same ``config``; results are gathered as tasks
+    finish (``on_stack`` hears of them in that order), the summary lists them in stack order.
+    Without ``ray_address`` and no Ray running, a local Ray is started (and shut down after).
+    ROOT and OUTDIR must lie on a file system every node sees at the same path.
     """
     root, outdir = Path(root), Path(outdir)
     ext = batch_ext(ext)  # before anything: a bad --ext is refused once, not once per stack
+    use_ray = ray or ray_address is not None
+    if use_ray:
+        _import_ray()  # a missing extra is refused before any work
     _check_outdir(outdir)
     for d, opt in ((depth_dir, "--depth-map"), (preview_dir, "--depth-map-preview")):
         if d is not None and Path(d).exists() and not Path(d).is_dir():
@@ -596,51 +608,50 @@ def fuse_batch(
     for d in (depth_dir, preview_dir):
         if d is not None:
             Path(d).mkdir(parents=True, exist_ok=True)
-    result = BatchResult(excluded=excluded)
-    entries = []
-    engine: Engine | None = None
     total = len(stacks)
+    outcomes: dict[int, _StackOutcome] = {}
+    stop = False
+    engines: dict = {}  # the local batch builds its engine once, at the first stack to fuse
+
+    def done(outcome: _StackOutcome) -> bool:
+        """Record one stack's end; False once no further stack can succeed (missing weights)."""
+        outcomes[outcome.event.index] = outcome
+        if on_stack is not None:
+            on_stack(outcome.event)
+        return not outcome.weights_failed
+
+    todo: list[tuple[int, Path, Path]] = []
     for index, stack in enumerate(stacks, 1):
         out = outdir / f"{stack.name}{ext}"
-        t = time.perf_counter()
-        thumbs = None
-        if report is not None:
-            from focusstack.report import StackThumbs
-
-            thumbs = StackThumbs()
         if out.exists() and not config.overwrite:
-            result.skipped.append(str(out))
-            event = StackEvent(index, total, stack.name, "skipped", str(out))
-            if thumbs is not None:
+            thumbs = None
+            if report is not None:
+                from focusstack.report import StackThumbs
+
+                thumbs = StackThumbs()
                 _thumb_existing(thumbs, out, config)
+            done(_StackOutcome(StackEvent(index, total, stack.name, "skipped", str(out)), skipped=str(out),
+                               thumbs=thumbs))
+        elif use_ray:
+            todo.append((index, stack, out))
         else:
-            try:
-                if engine is None:
-                    engine = build_engine(config)
-                cfg = replace(
-                    config,
-                    save_steps=None if config.save_steps is None else config.save_steps / stack.name,
-                    depth_map=None if depth_dir is None else Path(depth_dir) / f"{stack.name}.depth.png",
-                    depth_map_preview=None if preview_dir is None else Path(preview_dir) / f"{stack.name}.depth-preview.png",
-                )
-                res = fuse_stack([stack], out, cfg, engine=engine, thumbs=thumbs)
-                result.fused.append(res.to_dict())
-                event = StackEvent(index, total, stack.name, "wrote", str(out), seconds=time.perf_counter() - t)
-            except (FocusstackError, ValueError, OSError, MemoryError) as exc:
-                message = exc.render() if isinstance(exc, FocusstackError) else f"{type(exc).__name__}: {exc}"
-                if not isinstance(exc, FocusstackError):
-                    message += "\nfix: rerun this stack alone with --debug and report the traceback"
-                result.failed.append({"stack": str(stack), "error": classify(exc).label, "message": message})
-                event = StackEvent(index, total, stack.name, "failed", str(out), message=message,
-                                   seconds=time.perf_counter() - t)
-                if isinstance(exc, WeightsError):
-                    if on_stack is not None:
-                        on_stack(event)
-                    entries.append(_entry(event, thumbs))
-                    break  # no stack can succeed without weights
-        if on_stack is not None:
-            on_stack(event)
-        entries.append(_entry(event, thumbs))
+            if not done(_fuse_one(index, total, stack, out, config, depth_dir, preview_dir, report is not None,
+                                  engines)):
+                stop = True
+                break  # no stack can succeed without weights
+    if use_ray and todo and not stop:
+        _run_ray_batch(todo, total, config, depth_dir, preview_dir, report is not None, ray_address, done)
+    result = BatchResult(excluded=excluded)
+    entries = []
+    for index in sorted(outcomes):
+        o = outcomes[index]
+        if o.fused is not None:
+            result.fused.append(o.fused)
+        if o.skipped is not None:
+            result.skipped.append(o.skipped)
+        if o.failure is not None:
+            result.failed.append(o.failure)
+        entries.append(_entry(o.event, o.thumbs))
     if report is not None:
         from focusstack.report import write_report
 
@@ -658,6 +669,110 @@ def fuse_batch(
         err.result = result  # type: ignore[attr-defined]
         raise err
     return result
+
+
+@dataclass
+class _StackOutcome:
+    """One stack's end in a batch (it pickles: a Ray task returns it)."""
+
+    event: StackEvent
+    fused: dict | None = None
+    skipped: str | None = None
+    failure: dict | None = None
+    thumbs: object = None
+    weights_failed: bool = False
+
+
+#: A Ray worker's engine, kept for its next task of the same config: {"config": ..., "engine": ...}.
+_WORKER_ENGINE: dict = {}
+
+
+def _fuse_one(index: int, total: int, stack: Path, out: Path, config: FuseConfig, depth_dir: Path | None,
+              preview_dir: Path | None, with_thumbs: bool, engines: dict) -> _StackOutcome:
+    """Fuse one stack of a batch into ``out``; every failure is caught and returned."""
+    t = time.perf_counter()
+    thumbs = None
+    if with_thumbs:
+        from focusstack.report import StackThumbs
+
+        thumbs = StackThumbs()
+    try:
+        if engines.get("config") != config:
+            engines.clear()
+            engines["engine"] = build_engine(config)
+            engines["config"] = config
+        cfg = replace(
+            config,
+            save_steps=None if config.save_steps is None else config.save_steps / stack.name,
+            depth_map=None if depth_dir is None else Path(depth_dir) / f"{stack.name}.depth.png",
+            depth_map_preview=None if preview_dir is None else Path(preview_dir) / f"{stack.name}.depth-preview.png",
+        )
+        res = fuse_stack([stack], out, cfg, engine=engines["engine"], thumbs=thumbs)
+        event = StackEvent(index, total, stack.name, "wrote", str(out), seconds=time.perf_counter() - t)
+        return _StackOutcome(event, fused=res.to_dict(), thumbs=thumbs)
+    except (FocusstackError, ValueError, OSError, MemoryError) as exc:
+        message = exc.render() if isinstance(exc, FocusstackError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, FocusstackError):
+            message += "\nfix: rerun this stack alone with --debug and report the traceback"
+        failure = {"stack": str(stack), "error": classify(exc).label, "message": message}
+        event = StackEvent(index, total, stack.name, "failed", str(out), message=message,
+                           seconds=time.perf_counter() - t)
+        return _StackOutcome(event, failure=failure, thumbs=thumbs, weights_failed=isinstance(exc, WeightsError))
+
+
+def _import_ray():  # noqa: ANN202
+    try:
+        import ray  # noqa: PLC0415 - optional extra, imported only when asked for
+    except ImportError:
+        raise DependencyError(
+            "--ray needs the optional `ray` package, which is not installed; nothing was fused",
+            expected="`import ray` to work",
+            actual="ModuleNotFoundError",
+            fix="pip install 'focusstack[ray]'  (or pip install 'ray>=2.9'), or drop --ray",
+        ) from None
+    return ray
+
+
+def _ray_fuse_task(cwd: str, index: int, total: int, stack: str, out: str, config: FuseConfig,
+                   depth_dir: str | None, preview_dir: str | None, with_thumbs: bool) -> _StackOutcome:
+    """A Ray task: fuse one stack in the worker (relative paths are the driver's, via ``cwd``)."""
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return _fuse_one(index, total, Path(stack), Path(out), config,
+                         None if depth_dir is None else Path(depth_dir),
+                         None if preview_dir is None else Path(preview_dir), with_thumbs, _WORKER_ENGINE)
+    finally:
+        os.chdir(before)
+
+
+def _run_ray_batch(todo: list[tuple[int, Path, Path]], total: int, config: FuseConfig, depth_dir: Path | None,
+                   preview_dir: Path | None, with_thumbs: bool, address: str | None,
+                   done: Callable[[_StackOutcome], bool]) -> None:
+    ray = _import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1)(_ray_fuse_task)
+        cfg_ref = ray.put(config)
+        cwd = os.getcwd()
+        pending = [
+            task.remote(cwd, index, total, str(stack), str(out), cfg_ref,
+                        None if depth_dir is None else str(depth_dir),
+                        None if preview_dir is None else str(preview_dir), with_thumbs)
+            for index, stack, out in todo
+        ]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                if not done(ray.get(ref)):
+                    for rest in pending:  # no stack can succeed without weights
+                        ray.cancel(rest)
+                    return
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def _entry(event: StackEvent, thumbs):  # noqa: ANN001, ANN202

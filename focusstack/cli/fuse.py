@@ -29,6 +29,8 @@ from focusstack.cli.options import (
     ProgressMode,
     ProgressOpt,
     QuietOpt,
+    RayAddressOpt,
+    RayOpt,
     TileOpt,
     VaeWeightsOpt,
     VerboseOpt,
@@ -45,7 +47,7 @@ HELP = f"""Fuse a focus stack into one all-in-focus image.
 
 INPUT is a folder of frames or 2 or more frame files (RAW, TIFF, PNG, JPEG), taken in natural sort order; all frames must share one size. Frames are aligned to the middle frame of the focus order (--align-model, crop to the area all frames cover unless --keep-size) and their exposure and white balance matched, unless --no-align; a transform is kept only when it measurably improves the match over leaving the frame as it is, so registered stacks are never resampled. Frames under 16 px are fused unaligned, in name order. Stacks longer than --slab-size are fused in focus-ordered slabs whose results are fused again. The output format follows OUTPUT's extension: .tif/.tiff (16 bit when any input is 16-bit or RAW), .png (8 or 16 bit), .jpg (8 bit); a missing output folder is created. The first frame's EXIF and ICC profile are kept where the format allows.
 
-With --batch ROOT, every subfolder of ROOT is one stack and writes OUTDIR/<name>.<ext>; OUTDIR inside ROOT is never taken as a stack. Each stack prints one line on stderr as it ends (wrote, skipped, failed with the reason and the fix); finished outputs are skipped, a bad stack is reported and the batch goes on (exit 1 if any failed, every failure listed again). --report FILE.html writes a contact sheet.
+With --batch ROOT, every subfolder of ROOT is one stack and writes OUTDIR/<name>.<ext>; OUTDIR inside ROOT is never taken as a stack. Each stack prints one line on stderr as it ends (wrote, skipped, failed with the reason and the fix); finished outputs are skipped, a bad stack is reported and the batch goes on (exit 1 if any failed, every failure listed again). --report FILE.html writes a contact sheet. --ray (the `ray` extra) fuses each stack as a Ray task, on a local Ray or the cluster at --ray-address, with the same outputs, lines and resume; ROOT and OUTDIR must be on a file system every node shares.
 
 --dry-run lists the stacks, their frames (name order), outputs and what would be skipped, from the headers alone.
 
@@ -80,6 +82,8 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option("--resume/--no-resume", help="--batch: skip stacks whose output exists (the default). --no-resume refuses to start if any output exists, unless --overwrite.", metavar=FLAG)] = True,
         ext: Annotated[Ext, typer.Option("--ext", help="Output format in --batch mode.")] = "tif",  # type: ignore[valid-type]
         report: Annotated[Optional[Path], typer.Option("--report", help="--batch: write an HTML contact sheet here (per stack: the output beside its sharpest frame, linked to the full files).", show_default=False)] = None,
+        ray: RayOpt = False,
+        ray_address: RayAddressOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done (stacks, frames in name order, outputs, skips) from the headers alone; write nothing.", metavar=FLAG)] = False,
         vae_weights: VaeWeightsOpt = None,
         fusion_weights: FusionWeightsOpt = None,
@@ -120,10 +124,13 @@ def register(app: typer.Typer) -> None:
                     raise UsageError("give either INPUT... or --batch ROOT, not both", fix="drop INPUT or --batch")
                 _batch(batch, output, config, ext=value(ext), resume=resume, report=report, depth_dir=depth_map,
                        preview_dir=depth_map_preview, dry_run=dry_run, json_out=json_out, quiet=quiet,
-                       json_progress=value(progress) == ProgressMode("json").value)
+                       json_progress=value(progress) == ProgressMode("json").value, ray=ray, ray_address=ray_address)
                 return
             if report is not None:
                 raise UsageError("--report is a --batch option", fix="drop --report, or fuse with --batch ROOT")
+            if ray or ray_address is not None:
+                raise UsageError("--ray is a --batch option", expected="--batch ROOT with --ray",
+                                 actual="a single stack", fix="drop --ray, or fuse with --batch ROOT")
             if not inputs:
                 raise UsageError("no INPUT given", fix="pass a folder of frames or 2 or more files, or --batch ROOT")
             from focusstack.stacking import fuse_stack, plan_stack
@@ -148,7 +155,7 @@ def register(app: typer.Typer) -> None:
 
 def _batch(root: Path, output: Path, config: FuseConfig, *, ext: str, resume: bool, report: Optional[Path],
            depth_dir: Optional[Path], preview_dir: Optional[Path], dry_run: bool, json_out: bool, quiet: bool,
-           json_progress: bool) -> None:
+           json_progress: bool, ray: bool = False, ray_address: Optional[str] = None) -> None:
     from focusstack.progress import emit_json
     from focusstack.stacking import StackEvent, fuse_batch, plan_batch
 
@@ -173,7 +180,7 @@ def _batch(root: Path, output: Path, config: FuseConfig, *, ext: str, resume: bo
 
     try:
         result = fuse_batch(root, output, config, ext=ext, resume=resume, report=report, depth_dir=depth_dir,
-                            preview_dir=preview_dir, on_stack=on_stack)
+                            preview_dir=preview_dir, on_stack=on_stack, ray=ray, ray_address=ray_address)
     except BatchError as exc:
         r = exc.result  # type: ignore[attr-defined]
         if json_out:

@@ -67,6 +67,11 @@ ProgressOpt = Annotated[
     ),
 ]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never an input).", metavar=FLAG)]
+RayOpt = Annotated[bool, typer.Option("--ray", help="--batch: fuse the stacks as Ray tasks (needs the `ray` extra); same outputs as without.", metavar=FLAG)]
+RayAddressOpt = Annotated[
+    Optional[str],
+    typer.Option("--ray-address", help="Ray cluster address (implies --ray); default: a local Ray.", show_default=False),
+]
 
 # ---- engines and weights ------------------------------------------------------------------------
 
