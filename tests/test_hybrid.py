@@ -249,6 +249,12 @@ def test_save_steps_never_writes_over_an_input_frame(tmp_path):
     engine.fuse(frames)
     assert {"hybrid.png", "trust.png", "info.json"} <= {p.name for p in out.iterdir()}
     assert "trust_mean" in json.loads((out / "info.json").read_text())
+    # numpy numbers stay numbers in info.json (a box was written as [0, "87", "339", 510])
+    steps.info["vaeedof_box"] = [np.int64(0), np.int64(87), np.int64(339), 510]
+    steps.info["trust_mean"] = np.float32(0.5)
+    write_steps(steps, tmp_path / "steps2")
+    info = json.loads((tmp_path / "steps2" / "info.json").read_text())
+    assert info["vaeedof_box"] == [0, 87, 339, 510] and info["trust_mean"] == 0.5
     assert {p: p.read_bytes() for p in inputs} == before
 
 

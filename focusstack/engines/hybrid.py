@@ -324,11 +324,21 @@ class HybridEngine:
             "vaeedof_area": round(float(need.mean()), 4),
             "source_exact_area": round(float((confidence >= 1.0).mean()), 4),
             "tr_area": round(float(tr_active.mean()), 4),
-            "vaeedof_box": list(box) if box else None,
+            "vaeedof_box": [int(v) for v in box] if box else None,  # numbers, not numpy scalars
             "transition_refinement": tr_info,
         }
         return HybridSteps(steps, refined, tr_active, agree, trust, confidence.astype(np.float32), v_full, box,
                            np.clip(out, 0.0, 1.0), info)
+
+
+def _json_value(v: object) -> object:
+    """numpy scalars and arrays as JSON numbers and lists (a box was once written as strings:
+    ``[0, "87", "339", 510]``); anything else as its string."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
 
 
 def check_steps_protected(folder: Path, protected: Iterable[str | os.PathLike[str]]) -> None:
@@ -375,7 +385,7 @@ def write_steps(steps: HybridSteps, folder: Path, *, protected: Iterable[str | o
     for path, img in images.items():
         rgb = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
         files.append((path, encode_image(path, np.clip(rgb, 0.0, 1.0).astype(np.float32), bit_depth=16)))
-    files.append((info, (json.dumps(steps.info, indent=2, default=str) + "\n").encode()))
+    files.append((info, (json.dumps(steps.info, indent=2, default=_json_value) + "\n").encode()))
     # one all-or-none write: the folder never mixes the maps of two runs
     write_files(files, overwrite=True, protected=protected, error_class=FileWriteError)
     return list(images)
