@@ -31,6 +31,8 @@ TOLERANCE = 1e-3
 BACKENDS = ("torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: ``train fsb|keb --device`` (focusstack.training.tr_loop reads it: torch-free here for the CLI).
+TRAIN_DEVICES = ("cpu", "cuda", "auto")
 #: Most frames the Fusion U-Net takes at once (VAEEDOF, section 3).
 MAX_FRAMES = 7
 #: Decoded-pixel limit per frame, checked from the header before decoding (image-bomb guard).

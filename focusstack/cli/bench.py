@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from focusstack.bench import BACKENDS, BENCH_PRECISIONS, BenchConfig, check_baseline, parse_frames, run_bench
 from focusstack.cli.common import err_console, handle_errors, print_json
-from focusstack.config import DEVICES, FUSION_DIR_ENV, VAE_DIR_ENV
+from focusstack.cli.options import FLAG, Command, DebugOpt, Device, JsonOpt, NoProgressOpt, VaeWeightsOpt, choice, value
+from focusstack.config import FUSION_DIR_ENV
 
 _D = BenchConfig()
+
+BenchBackend = choice("BenchBackend", BACKENDS)
+BenchPrecision = choice("BenchPrecision", BENCH_PRECISIONS)
 
 HELP = f"""Measure how many {_D.size}x{_D.size} (--size) images per second fuse_patch produces for 2-7
 input frames, per backend, device and precision (VAEEDOF Figure 6).
@@ -32,32 +36,32 @@ Schema and the measured table: docs/bench.md.
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("bench", help=HELP)
+    @app.command("bench", help=HELP, cls=Command)
     def bench(
-        backend: Optional[list[str]] = typer.Option(None, "--backend", help=f"{' | '.join(BACKENDS)}, repeatable. Default: every installed backend.", show_default=False),
-        device: str = typer.Option(_D.device, "--device", help=f"{' | '.join(DEVICES)}; auto picks CUDA when the backend has it."),
-        precision: Optional[list[str]] = typer.Option(None, "--precision", help=f"{' | '.join(BENCH_PRECISIONS)}, repeatable (default: {', '.join(_D.precisions)}). onnx runs fp32 only; fp16 needs CUDA. Unsupported pairs are skipped and listed.", show_default=False),
+        backend: Annotated[Optional[list[BenchBackend]], typer.Option("--backend", help="Repeatable. Default: every installed backend.", show_default=False)] = None,  # type: ignore[valid-type]
+        device: Annotated[Device, typer.Option("--device", help="auto picks CUDA when the backend has it.")] = _D.device,  # type: ignore[valid-type]
+        precision: Annotated[Optional[list[BenchPrecision]], typer.Option("--precision", help=f"Repeatable (default: {', '.join(_D.precisions)}). onnx runs fp32 only; fp16 needs CUDA. Unsupported pairs are skipped and listed.", show_default=False)] = None,  # type: ignore[valid-type]
         frames: str = typer.Option(",".join(map(str, _D.frames)), "--frames", help="Frame counts: a range (2-7), a list (2,7) or both (2,4-7); each 2..7."),
         size: int = typer.Option(_D.size, "--size", help="Image side in px (multiple of 64); 512 is the paper's."),
         repeats: int = typer.Option(_D.repeats, "--repeats", help="Timed calls per entry (median and spread over them)."),
         warmup: int = typer.Option(_D.warmup, "--warmup", help="Untimed calls before the timed ones."),
         threads: int = typer.Option(_D.threads, "--threads", help="Intra-op threads for torch and ONNX Runtime; 0 keeps each library's default."),
-        full: bool = typer.Option(_D.full, "--full", help="Also time one 7-frame --full-size stack through the tiling engine (minutes on a CPU)."),
+        full: bool = typer.Option(_D.full, "--full", help="Also time one 7-frame --full-size stack through the tiling engine (minutes on a CPU).", metavar=FLAG),
         full_size: int = typer.Option(_D.full_size, "--full-size", help="Side of the --full stack in px."),
         plot: Optional[Path] = typer.Option(None, "--plot", help="Write a Figure-6 bar chart (.png; .svg/.pdf with matplotlib).", show_default=False),
         baseline: Optional[Path] = typer.Option(None, "--baseline", help="An earlier `bench --json` output to compare with.", show_default=False),
         max_regression: float = typer.Option(_D.max_regression, "--max-regression", help="With --baseline: exit 1 when an entry is more than PCT percent slower."),
-        vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help=f"TAEF2 folder (else ${VAE_DIR_ENV}, cache, download).", show_default=False),
+        vae_weights: VaeWeightsOpt = None,
         fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Fusion U-Net folder (else ${FUSION_DIR_ENV} or the shipped focusstack/models/fusion; else random, speed only).", show_default=False),
-        json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (schema: docs/bench.md)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+        json_out: JsonOpt = False,
+        quiet: NoProgressOpt = False,
+        debug: DebugOpt = False,
     ) -> None:
         with handle_errors(debug):
             config = BenchConfig(
-                backends=tuple(backend or ()),
-                device=device,
-                precisions=tuple(precision or _D.precisions),
+                backends=tuple(value(b) for b in backend or ()),
+                device=value(device),
+                precisions=tuple(value(p) for p in precision) if precision else _D.precisions,
                 frames=parse_frames(frames),
                 size=size,
                 repeats=repeats,

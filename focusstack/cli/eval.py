@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from focusstack.cli.common import err_console, handle_errors, print_json
-from focusstack.config import DEVICES
+from focusstack.cli.options import FLAG, Command, DebugOpt, Device, JsonOpt, NoProgressOpt, OverwriteOpt, value
 from focusstack.errors import UsageError
 
 # focusstack.evaluation imports no torch/piq at module level: `focusstack --help` stays fast.
@@ -39,7 +39,7 @@ image and the means to stdout. Details: docs/eval.md.
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval", help=HELP, no_args_is_help=True)
+    @app.command("eval", help=HELP, no_args_is_help=True, cls=Command)
     def eval_cmd(
         pred_dir: Optional[Path] = typer.Argument(None, help="Folder of one method's outputs (named after the folder).", show_default=False),
         gt: Optional[Path] = typer.Option(None, "--gt", help="GT folder (<stem>.<ext>) or render-dataset root.", show_default=False),
@@ -47,18 +47,18 @@ def register(app: typer.Typer) -> None:
         masks: Optional[Path] = typer.Option(None, "--masks", help="GT decision masks (<stem>.<ext>, white = first frame) or a render-dataset root; adds mIoU.", show_default=False),
         method: Optional[list[str]] = typer.Option(None, "--method", help="NAME=DIR: another method's outputs; repeatable.", show_default=False),
         metrics: str = typer.Option(",".join(_D.metrics), "--metrics", help="Comma list of metrics; empty = all the given references allow."),
-        json_out: bool = typer.Option(False, "--json", help="Print every image's scores and the means as JSON on stdout."),
+        json_out: JsonOpt = False,
         csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per (method, image) to this CSV file.", show_default=False),
         plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for the metric-vs-difficulty PNGs (created if missing).", show_default=False),
-        difficulty: Optional[bool] = typer.Option(_D.difficulty, "--difficulty/--no-difficulty", help="Per-patch difficulty analysis in the JSON (needs --gt and --sources). Default: only with --plots.", show_default=False),
+        difficulty: Optional[bool] = typer.Option(_D.difficulty, "--difficulty/--no-difficulty", help="Per-patch difficulty analysis in the JSON (needs --gt and --sources). Default: only with --plots.", show_default=False, metavar=FLAG),
         patch: int = typer.Option(_D.patch, "--patch", help="Patch side in px for the difficulty analysis."),
         bins: int = typer.Option(_D.bins, "--bins", help="Difficulty bins in the plots."),
-        overwrite: bool = typer.Option(_D.overwrite, "--overwrite", help="Replace an existing --csv file or plot."),
-        download_weights: bool = typer.Option(_D.download_weights, "--download-weights", help=f"Download missing LPIPS/DISTS/PieAPP weights (network; {_D.download_timeout_s:g} s timeout per file)."),
-        device: str = typer.Option(_D.device, "--device", help=f"{' | '.join(DEVICES)}: where piq's metrics run."),
+        overwrite: OverwriteOpt = _D.overwrite,
+        download_weights: bool = typer.Option(_D.download_weights, "--download-weights", help=f"Download missing LPIPS/DISTS/PieAPP weights (network; {_D.download_timeout_s:g} s timeout per file).", metavar=FLAG),
+        device: Annotated[Device, typer.Option("--device", help="Where piq's metrics run.")] = _D.device,  # type: ignore[valid-type]
         threads: int = typer.Option(_D.threads, "--threads", help="torch intra-op threads; 0 keeps torch's default."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+        quiet: NoProgressOpt = False,
+        debug: DebugOpt = False,
     ) -> None:
         from focusstack.evaluation import evaluate
 
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
                 bins=bins,
                 overwrite=overwrite,
                 download_weights=download_weights,
-                device=device,
+                device=value(device),
                 threads=threads,
                 show_progress=not quiet,
             )

@@ -4,13 +4,15 @@ each verified against torch (``focusstack.backends.export``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from focusstack.config import BACKEND_PARTS, PARTS, TOLERANCE
 from focusstack.cli.common import err_console, handle_errors, print_json
-from focusstack.config import FUSION_DIR_ENV, VAE_DIR_ENV
+from focusstack.cli.options import Command, DebugOpt, JsonOpt, OverwriteOpt, VaeWeightsOpt, choice, value
+from focusstack.config import BACKEND_PARTS, FUSION_DIR_ENV, PARTS, TOLERANCE, VAE_DIR_ENV
+
+Part = choice("Part", PARTS)
 
 HELP = f"""Export the VAE encoder, the VAE decoder and the Fusion U-Net to ONNX (opset 18, dynamic
 batch, height and width) as OUTDIR/encoder.onnx, decoder.onnx, fusion.onnx, each with a
@@ -27,16 +29,16 @@ Weights: TAEF2 from --vae-weights, ${VAE_DIR_ENV}, the user cache or a download;
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export-onnx", help=HELP, no_args_is_help=True)
+    @app.command("export-onnx", help=HELP, no_args_is_help=True, cls=Command)
     def export_onnx(
         output: Path = typer.Option(..., "--output", "-o", help="Folder for the .onnx files (created).", show_default=False),
-        part: Optional[list[str]] = typer.Option(None, "--part", help=f"{' | '.join(PARTS)}, repeatable. Default: the backend's five (the split autoencoder and the Fusion U-Net).", show_default=False),
+        part: Annotated[Optional[list[Part]], typer.Option("--part", help="Repeatable. Default: the backend's five (the split autoencoder and the Fusion U-Net).", show_default=False)] = None,  # type: ignore[valid-type]
         tolerance: float = typer.Option(TOLERANCE, "--tolerance", help="Max abs difference from torch allowed (fp32)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing .onnx files."),
-        vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help=f"TAEF2 folder (else ${VAE_DIR_ENV}, cache, download).", show_default=False),
+        overwrite: OverwriteOpt = False,
+        vae_weights: VaeWeightsOpt = None,
         fusion_weights: Optional[Path] = typer.Option(None, "--fusion-weights", help=f"Fusion U-Net folder (else ${FUSION_DIR_ENV} or the shipped focusstack/models/fusion).", show_default=False),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+        json_out: JsonOpt = False,
+        debug: DebugOpt = False,
     ) -> None:
         from focusstack.backends.export import export_to_folder
         from focusstack.backends.onnx_backend import missing_onnx_error, onnx_available
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
 
         with handle_errors(debug):
-            parts = tuple(dict.fromkeys(part or BACKEND_PARTS))
+            parts = tuple(dict.fromkeys([value(p) for p in part] if part else BACKEND_PARTS))
             for p in parts:
                 if p not in PARTS:
                     raise ConfigError("unknown value for --part", expected=" | ".join(PARTS), actual=repr(p),

@@ -66,6 +66,8 @@ ProgressOpt = Annotated[
         help="Progress on stderr: auto (a bar on a terminal, plain lines elsewhere), bar, plain, json (one JSON object per step and per stack), none.",
     ),
 ]
+#: ``-q`` of the commands other than fuse: it turns their progress bars off (and nothing else).
+NoProgressOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.", metavar=FLAG)]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never an input).", metavar=FLAG)]
 RayOpt = Annotated[bool, typer.Option("--ray", help="--batch: fuse the stacks as Ray tasks (needs the `ray` extra); same outputs as without.", metavar=FLAG)]
 RayAddressOpt = Annotated[

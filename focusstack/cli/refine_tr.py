@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from focusstack.cli.common import err_console, handle_errors, print_json
+from focusstack.cli.options import Command, DebugOpt, FLAG, JsonOpt, NoProgressOpt, OverwriteOpt, choice, value
 from focusstack.refinement.models import FSB_DIR_ENV, KEB_DIR_ENV
 from focusstack.refinement.refine import MASK_SOURCES, ORDERS, R_INIT_METHODS, SIGMA_SOURCES, RefineConfig
 
 _D = RefineConfig()
+
+# refine-tr imports focusstack.refinement.refine (numpy, cv2) anyway: the tuples stay there.
+MaskSource = choice("MaskSource", MASK_SOURCES)
+SigmaSource = choice("SigmaSource", SIGMA_SOURCES)
+RInit = choice("RInit", R_INIT_METHODS)
+Order = choice("Order", ORDERS)
 
 HELP = f"""Remove the transition-region halo of a near/far pair (Liu et al.: foreground mask, PSF
 sigma, diffusion elimination Eq. 13-15).
@@ -30,34 +37,34 @@ near frame to the far frame. --json says which were used. Output bit depth follo
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("refine-tr", help=HELP, no_args_is_help=True)
+    @app.command("refine-tr", help=HELP, no_args_is_help=True, cls=Command)
     def refine_tr_cmd(
         frames: list[Path] = typer.Argument(..., help="The near- and far-focused frames (any order).", show_default=False),
         output: Path = typer.Option(..., "--output", "-o", help="Output image (.tif, .png, .jpg).", show_default=False),
         init: Optional[Path] = typer.Option(None, "--init", help="Refine this fused result (another method's) instead of the decision engine's.", show_default=False),
         save_mask: Optional[Path] = typer.Option(None, "--save-mask", help="Write the near frame's foreground mask here (white = foreground, input size).", show_default=False),
         save_diffusion: Optional[Path] = typer.Option(None, "--save-diffusion", help="Write the removed component here, as 0.5 + S (mid-grey = nothing removed).", show_default=False),
-        mask_source: str = typer.Option(_D.mask_source, "--mask-source", help=f"{' | '.join(MASK_SOURCES)}; auto: FSB when trained weights exist, else the decision map."),
-        sigma_source: str = typer.Option(_D.sigma_source, "--sigma-source", help=f"{' | '.join(SIGMA_SOURCES)}; auto: the classical fit (blur the near frame to match the far one inside the foreground) when its error shows a minimum, else the KEB when trained weights exist."),
-        r_init: str = typer.Option(_D.r_init, "--r-init", help=f"R_init without --init: {' | '.join(R_INIT_METHODS)}."),
-        order: str = typer.Option(_D.order, "--order", help=f"{' | '.join(ORDERS)}; given: the first frame is the near one."),
+        mask_source: Annotated[MaskSource, typer.Option("--mask-source", help="auto: FSB when trained weights exist, else the decision map.")] = _D.mask_source,  # type: ignore[valid-type]
+        sigma_source: Annotated[SigmaSource, typer.Option("--sigma-source", help="auto: the classical fit (blur the near frame to match the far one inside the foreground) when its error shows a minimum, else the KEB when trained weights exist.")] = _D.sigma_source,  # type: ignore[valid-type]
+        r_init: Annotated[RInit, typer.Option("--r-init", help="R_init without --init: the decision engine's fusion, or Eq. 9 with the mask.")] = _D.r_init,  # type: ignore[valid-type]
+        order: Annotated[Order, typer.Option("--order", help="Which frame is the near one: auto finds it from the pixels; given: the first frame.")] = _D.order,  # type: ignore[valid-type]
         fsb_weights: Optional[Path] = typer.Option(None, "--fsb-weights", help=f"FSB folder (model.safetensors + config.json); else ${FSB_DIR_ENV} or the shipped focusstack/models/fsb.", show_default=False),
         keb_weights: Optional[Path] = typer.Option(None, "--keb-weights", help=f"KEB folder; else ${KEB_DIR_ENV} or the shipped focusstack/models/keb.", show_default=False),
         work_size: int = typer.Option(_D.work_size, "--work-size", help="FSB and KEB run with the long side at most this (px)."),
-        linear_light: bool = typer.Option(_D.linear_light, "--linear-light/--no-linear-light", help="Eliminate the diffusion in linear light (sRGB decoded)."),
-        overwrite: bool = typer.Option(_D.overwrite, "--overwrite", help="Replace existing outputs (never an input)."),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+        linear_light: bool = typer.Option(_D.linear_light, "--linear-light/--no-linear-light", help="Eliminate the diffusion in linear light (sRGB decoded).", metavar=FLAG),
+        overwrite: OverwriteOpt = _D.overwrite,
+        json_out: JsonOpt = False,
+        quiet: NoProgressOpt = False,
+        debug: DebugOpt = False,
     ) -> None:
         from focusstack.refinement.refine import refine_tr
 
         with handle_errors(debug):
             config = RefineConfig(
-                mask_source=mask_source,
-                sigma_source=sigma_source,
-                r_init=r_init,
-                order=order,
+                mask_source=value(mask_source),
+                sigma_source=value(sigma_source),
+                r_init=value(r_init),
+                order=value(order),
                 work_size=work_size,
                 linear_light=linear_light,
                 fsb_weights=fsb_weights,

@@ -7,13 +7,18 @@ This module only parses options, builds a ``RenderConfig`` and calls
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from focusstack.cli.common import handle_errors, print_json
+from focusstack.cli.options import FLAG, Command, DebugOpt, JsonOpt, NoProgressOpt, RayAddressOpt, choice, value
 from focusstack.rendering.config import RENDER_DEVICES, RENDER_ENGINES, RenderConfig
 
 _D = RenderConfig()
+
+RenderEngine = choice("RenderEngine", RENDER_ENGINES)
+RenderDevice = choice("RenderDevice", RENDER_DEVICES)
 
 HELP = (
     "Render a synthetic multi-focus dataset: per sample, frames focused on each of several "
@@ -25,7 +30,7 @@ HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("render-dataset", help=HELP, no_args_is_help=True)
+    @app.command("render-dataset", help=HELP, no_args_is_help=True, cls=Command)
     def _cmd(
         outdir: Path = typer.Argument(..., help="Output folder (created; an existing one is resumed).",
                                       file_okay=False, dir_okay=True),
@@ -33,9 +38,9 @@ def register(app: typer.Typer) -> None:
         resolution: int = typer.Option(_D.resolution, "--resolution", "-r",
                                        help="Frame width and height in px (a multiple of 8, 64..16384)."),
         seed: int = typer.Option(_D.seed, "--seed", min=0, help="Random seed; same seed and options, same bytes."),
-        engine: str = typer.Option(_D.engine, "--engine",
-                                   help=f"Renderer: {' | '.join(RENDER_ENGINES)} (blender: Cycles through bpy, "
-                                   "the blender extra)."),
+        engine: Annotated[RenderEngine, typer.Option(  # type: ignore[valid-type]
+            "--engine", help="Renderer (blender: Cycles through bpy, the blender extra)."
+        )] = _D.engine,
         subjects: Path | None = typer.Option(
             _D.subjects, "--subjects",
             help="Folder of subject cut-outs (RGBA) or original/ + alpha/ pairs, searched recursively. "
@@ -58,11 +63,9 @@ def register(app: typer.Typer) -> None:
             _D.val_fraction, "--val-fraction",
             help="Fraction of samples, and of source images, kept for validation (disjoint sources).",
         ),
-        device: str = typer.Option(_D.device, "--device", help=f"Torch device: {' | '.join(RENDER_DEVICES)}."),
-        ray: bool = typer.Option(_D.ray, "--ray", help="Run samples as Ray tasks (needs the `ray` extra)."),
-        ray_address: str | None = typer.Option(
-            _D.ray_address, "--ray-address", help="Ray cluster address (implies --ray); default: a local Ray."
-        ),
+        device: Annotated[RenderDevice, typer.Option("--device", help="Torch device.")] = _D.device,  # type: ignore[valid-type]
+        ray: bool = typer.Option(_D.ray, "--ray", help="Run samples as Ray tasks (needs the `ray` extra).", metavar=FLAG),
+        ray_address: RayAddressOpt = _D.ray_address,
         png_compression: int = typer.Option(
             _D.png_compression, "--png-compression", help="zlib level of the PNGs, 0 (fastest) to 9."
         ),
@@ -72,23 +75,23 @@ def register(app: typer.Typer) -> None:
         ),
         cycles_denoise: bool = typer.Option(
             _D.cycles_denoise, "--cycles-denoise/--no-cycles-denoise",
-            help="--engine blender: denoise the renders with OpenImageDenoise.",
+            help="--engine blender: denoise the renders with OpenImageDenoise.", metavar=FLAG,
         ),
         blender_python: str | None = typer.Option(
             _D.blender_python, "--blender-python",
             help="--engine blender: the Python that has bpy (default: $FOCUSSTACK_BLENDER_PYTHON, "
             "else this one).",
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+        as_json: JsonOpt = False,
+        quiet: NoProgressOpt = False,
+        debug: DebugOpt = False,
     ) -> None:
         with handle_errors(debug):
             config = RenderConfig(
                 samples=samples,
                 resolution=resolution,
                 seed=seed,
-                engine=engine,
+                engine=value(engine),
                 subjects=subjects,
                 backgrounds=backgrounds,
                 workers=workers,
@@ -98,7 +101,7 @@ def register(app: typer.Typer) -> None:
                 fstop_min=fstop_min,
                 fstop_max=fstop_max,
                 val_fraction=val_fraction,
-                device=device,
+                device=value(device),
                 ray=ray,
                 ray_address=ray_address,
                 png_compression=png_compression,

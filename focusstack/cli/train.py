@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from focusstack.cli.common import handle_errors, print_json
+from focusstack.cli.options import Command, Group, DebugOpt, JsonOpt, NoProgressOpt, VaeWeightsOpt, choice, value
+from focusstack.config import TRAIN_DEVICES
 
-train_app = typer.Typer(help="Train the networks focusstack ships (weights land in models/).", no_args_is_help=True)
+TrainDevice = choice("TrainDevice", TRAIN_DEVICES)
+
+train_app = typer.Typer(cls=Group, help="Train the networks focusstack ships (weights land in models/).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
 
 
-@train_app.command("fusion", help="Train the Fusion U-Net on a dataset from `focusstack render-dataset`. Resumes from OUT/checkpoint.")
+@train_app.command("fusion", cls=Command, help="Train the Fusion U-Net on a dataset from `focusstack render-dataset`. Resumes from OUT/checkpoint.")
 def fusion(
     data: list[Path] = typer.Option(..., "--data", help="Rendered dataset folder (manifest.json + samples/); repeat to train on several together (validation: the first one's val split).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: latent cache, checkpoints, log.jsonl.", show_default=False),
@@ -32,11 +36,11 @@ def fusion(
     threads: int = typer.Option(None, "--threads", help="Torch threads (0: torch's default).", show_default=False),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model folder (e.g. models/fusion) when OUT has no checkpoint.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fusion).", show_default=False),
-    vae_weights: Optional[Path] = typer.Option(None, "--vae-weights", help="TAEF2 folder (else $FOCUSSTACK_VAE_DIR, cache, download).", show_default=False),
+    vae_weights: VaeWeightsOpt = None,
     seed: int = typer.Option(0, "--seed"),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    debug: bool = typer.Option(False, "--debug"),
+    json_out: JsonOpt = False,
+    quiet: NoProgressOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     from focusstack.training.fusion import TrainFusionConfig, train_fusion
 
@@ -66,7 +70,7 @@ _FSB = _defaults(TrainFSBConfig)
 _KEB = _defaults(TrainKEBConfig)
 
 
-@train_app.command("fsb", help="Train the Foreground Segmentation Branch (transition-region refinement) on 2-frame renders (`render-dataset --frames-min 2 --frames-max 2`). Resumes from OUT/checkpoint.")
+@train_app.command("fsb", cls=Command, help="Train the Foreground Segmentation Branch (transition-region refinement) on 2-frame renders (`render-dataset --frames-min 2 --frames-max 2`). Resumes from OUT/checkpoint.")
 def fsb(
     data: list[Path] = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/); repeat to train on several together (validation: spread over all their val splits).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
@@ -77,25 +81,25 @@ def fsb(
     channels: int = typer.Option(None, "--channels", help=f"Network width (default {FSBConfig.channels}; with --init, the init folder's).", show_default=False),
     minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
     threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_FSB['threads']}).", show_default=False),
-    device: str = typer.Option(None, "--device", help=f"cpu | cuda | auto (CUDA when present) (default {_FSB['device']}).", show_default=False),
+    device: Annotated[Optional[TrainDevice], typer.Option("--device", help=f"auto: CUDA when present (default {_FSB['device']}).", show_default=False)] = None,  # type: ignore[valid-type]
     workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {_FSB['workers']}). Use several with --device cuda.", show_default=False),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model folder (e.g. models/fsb; its config.json gives the architecture; exported trained_steps count on) when OUT has no checkpoint.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fsb).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    debug: bool = typer.Option(False, "--debug"),
+    json_out: JsonOpt = False,
+    quiet: NoProgressOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     from focusstack.training.fsb import TrainFSBConfig, train_fsb
 
     with handle_errors(debug):
-        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=device, workers=workers)
+        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=None if device is None else value(device), workers=workers)
         summary = train_fsb(TrainFSBConfig(data=tuple(data), out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given))
         if json_out:
             print_json(summary)
 
 
-@train_app.command("keb", help="Train the Kernel Estimation Branch (transition-region refinement) on 2-frame renders plus Gaussian-blurred clean crops. Resumes from OUT/checkpoint.")
+@train_app.command("keb", cls=Command, help="Train the Kernel Estimation Branch (transition-region refinement) on 2-frame renders plus Gaussian-blurred clean crops. Resumes from OUT/checkpoint.")
 def keb(
     data: Path = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
@@ -106,19 +110,19 @@ def keb(
     channels: int = typer.Option(None, "--channels", help=f"Network width (default {KEBConfig.channels}; with --init, the init folder's).", show_default=False),
     minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
     threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_KEB['threads']}).", show_default=False),
-    device: str = typer.Option(None, "--device", help=f"cpu | cuda | auto (CUDA when present) (default {_KEB['device']}).", show_default=False),
+    device: Annotated[Optional[TrainDevice], typer.Option("--device", help=f"auto: CUDA when present (default {_KEB['device']}).", show_default=False)] = None,  # type: ignore[valid-type]
     workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {_KEB['workers']}). Use several with --device cuda.", show_default=False),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model folder (e.g. models/keb; its config.json gives the architecture; exported trained_steps count on) when OUT has no checkpoint.", show_default=False),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/keb).", show_default=False),
     seed: int = typer.Option(0, "--seed"),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    debug: bool = typer.Option(False, "--debug"),
+    json_out: JsonOpt = False,
+    quiet: NoProgressOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     from focusstack.training.keb import TrainKEBConfig, train_keb
 
     with handle_errors(debug):
-        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=device, workers=workers)
+        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=None if device is None else value(device), workers=workers)
         summary = train_keb(TrainKEBConfig(data=data, out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given))
         if json_out:
             print_json(summary)
