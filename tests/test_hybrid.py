@@ -215,6 +215,20 @@ def test_save_steps_needs_the_hybrid_engine_and_an_empty_folder(tmp_path):
     check_steps_dir(folder, overwrite=True)
 
 
+def _frames_named_like_steps(tmp_path, names: list[str], seed: int):
+    """Two 16-bit frames in ``tmp_path/stack``, named like step images: ``(frames, folder,
+    paths, their bytes)``."""
+    from focusstack.io import write_image
+
+    frames, _ = two_frames(64, 96, seed=seed)
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    inputs = [folder / n for n in names]
+    for p, f in zip(inputs, frames):
+        write_image(p, f, bit_depth=16)
+    return frames, folder, inputs, {p: p.read_bytes() for p in inputs}
+
+
 def test_save_steps_never_writes_over_an_input_frame(tmp_path):
     """--save-steps into the input folder, frames named like step images: refused before any
     work and by the writer itself, with nothing written; a frame is never replaced (issue 19, 2)."""
@@ -222,15 +236,8 @@ def test_save_steps_never_writes_over_an_input_frame(tmp_path):
 
     from focusstack.engines.hybrid import STEP_IMAGES, write_steps
     from focusstack.errors import OutputExistsError
-    from focusstack.io import write_image
 
-    frames, _ = two_frames(64, 96, seed=3)
-    folder = tmp_path / "stack"
-    folder.mkdir()
-    inputs = [folder / "decision.png", folder / "trust.png"]
-    for p, f in zip(inputs, frames):
-        write_image(p, f, bit_depth=16)
-    before = {p: p.read_bytes() for p in inputs}
+    frames, folder, inputs, before = _frames_named_like_steps(tmp_path, ["decision.png", "trust.png"], seed=3)
     with pytest.raises(OutputExistsError, match="input frame") as e:
         HybridEngine(None).set_steps_dir(folder, protected=inputs)
     assert "fix:" in str(e.value)
@@ -261,16 +268,9 @@ def test_save_steps_never_writes_over_an_input_frame(tmp_path):
 def test_fuse_save_steps_into_the_input_folder_never_replaces_a_frame(tmp_path):
     from focusstack.config import AlignConfig, FuseConfig
     from focusstack.errors import OutputExistsError
-    from focusstack.io import write_image
     from focusstack.stacking import fuse_stack
 
-    frames, _ = two_frames(64, 96, seed=4)
-    folder = tmp_path / "stack"
-    folder.mkdir()
-    inputs = [folder / "decision.png", folder / "hybrid.png"]
-    for p, f in zip(inputs, frames):
-        write_image(p, f, bit_depth=16)
-    before = {p: p.read_bytes() for p in inputs}
+    frames, folder, inputs, before = _frames_named_like_steps(tmp_path, ["decision.png", "hybrid.png"], seed=4)
     config = FuseConfig(engine="hybrid", save_steps=folder, overwrite=True, show_progress=False,
                         align=AlignConfig(enabled=False))
     refused = False
