@@ -201,7 +201,7 @@ def test_batch_stream_workers_are_seeded_and_differ_from_each_other():
 
 
 @pytest.mark.parametrize("option, needle, fix", [
-    (["--device", "gpu"], "'gpu' is not one of", "'cpu', 'cuda', 'auto'"),  # Typer's choice error (issue 18)
+    (["--device", "gpu"], "Invalid value", "'gpu'"),  # Typer's choice error (issue 18)
     (["--device", "cuda"], "no CUDA device", "--device cpu"),
     (["--workers", "-1"], "integer >= 0", "--workers 0"),
 ])
