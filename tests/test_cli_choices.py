@@ -81,10 +81,3 @@ def test_no_bool_metavar_and_shared_help(cmd):
     flat = _flat(h.output)
     assert "Show tracebacks (also FOCUSSTACK_DEBUG=1)." in flat
     assert "Print a JSON summary to stdout (and nothing else there)." in flat
-
-
-def test_train_devices_are_the_loops():
-    from focusstack.config import TRAIN_DEVICES
-    from focusstack.training.tr_loop import TRAIN_DEVICES as LOOP
-
-    assert TRAIN_DEVICES == LOOP

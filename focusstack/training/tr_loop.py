@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from focusstack.config import TRAIN_DEVICES  # one tuple for the CLI choice and this check
 from focusstack.networks.weights import LoadedModel, save_model_dir
 from focusstack.progress import progress_bar
 from focusstack.training.fusion import _unflatten_optimizer, save_checkpoint
@@ -74,10 +75,6 @@ class LoopConfig:
     device: str = "cpu"  # cpu | cuda | auto
     workers: int = 0  # batch-building processes; 0: in this process
     extra: dict | None = None  # recorded in the summary and model metadata
-
-
-#: Accepted values of ``LoopConfig.device`` (``--device``).
-TRAIN_DEVICES = ("cpu", "cuda", "auto")
 
 
 def resolve_device(name: str) -> torch.device:
