@@ -966,3 +966,34 @@ def test_fuzz_only_image_read_errors(io_fuzz_dir: Path, case: tuple[str, bytes])
                 px = result.pixels
                 assert px.dtype == np.float32 and px.ndim == 3 and px.shape[2] == 3
                 assert np.isfinite(px).all() and px.min() >= 0.0 and px.max() <= 1.0
+
+
+def test_tiff_output_carries_exposure_and_lens_as_xmp(tmp_path):
+    """TIFF output cannot hold the EXIF block; the first frame's exposure and lens tags (issue
+    18: "at least Make, Model, DateTime, lens and exposure tags") go into an XMP packet."""
+    import xml.etree.ElementTree as ET
+
+    import tifffile
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+
+    from focusstack.io import write_image
+
+    exif = Image.Exif()
+    exif[271], exif[272] = "Canon", "EOS R5"
+    sub = exif.get_ifd(0x8769)
+    sub[33434], sub[33437], sub[34855] = IFDRational(1, 125), IFDRational(28, 10), 400
+    sub[37386], sub[42036] = IFDRational(100, 1), "RF100mm F2.8 L MACRO <macro>"
+    write_image(tmp_path / "o.tif", np.zeros((8, 8, 3), np.float32), bit_depth=16, exif=exif.tobytes())
+    with tifffile.TiffFile(tmp_path / "o.tif") as tif:
+        tags = tif.pages[0].tags
+        assert (tags["Make"].value, tags["Model"].value, tags["Orientation"].value) == ("Canon", "EOS R5", 1)
+        packet = bytes(tags[700].value).decode("utf-8")
+    root = ET.fromstring(packet[packet.index("<x:xmpmeta"): packet.index("</x:xmpmeta>") + len("</x:xmpmeta>")])
+    found = {el.tag.split("}")[1]: (el.text or "".join(el.itertext())) for el in root.iter() if "}" in el.tag}
+    assert found["ExposureTime"] == "1/125" and found["FNumber"] == "14/5" and found["FocalLength"] == "100/1"
+    assert found["LensModel"] == "RF100mm F2.8 L MACRO <macro>" and found["li"] == "400"
+    # no exposure tags, no packet
+    write_image(tmp_path / "p.tif", np.zeros((8, 8, 3), np.float32), bit_depth=16, exif=Image.Exif().tobytes())
+    with tifffile.TiffFile(tmp_path / "p.tif") as tif:
+        assert 700 not in tif.pages[0].tags

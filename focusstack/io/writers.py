@@ -455,18 +455,67 @@ def _tiff_basics(exif: bytes | None) -> dict[int, str]:
     return out
 
 
+#: Exif-IFD tags carried into a TIFF output's XMP packet (tag 700), as ``exif:``/``exifEX:``
+#: properties: exposure time, f-number, ISO, focal length, original date, lens make and model.
+_XMP_EXIF_TAGS = {33434: "exif:ExposureTime", 33437: "exif:FNumber", 34855: "exif:ISOSpeedRatings",
+                  37386: "exif:FocalLength", 36867: "exif:DateTimeOriginal", 42035: "exifEX:LensMake",
+                  42036: "exifEX:LensModel"}
+
+
+def _xmp_from_exif(exif: bytes | None) -> bytes | None:
+    """The first frame's exposure and lens tags as an XMP packet (UTF-8 bytes), or None. TIFF
+    output cannot hold the EXIF block (it needs its own IFD), but XMP is one tag."""
+    if not exif:
+        return None
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        ifd = parsed.get_ifd(0x8769)
+    except Exception:  # noqa: BLE001 - damaged EXIF: no XMP
+        return None
+    from xml.sax.saxutils import escape
+
+    props = []
+    for code, name in _XMP_EXIF_TAGS.items():
+        value = ifd.get(code)
+        if value is None:
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "ignore")
+        if isinstance(value, tuple):
+            value = value[0] if value else None
+        if hasattr(value, "numerator") and hasattr(value, "denominator") and not isinstance(value, int):
+            value = f"{value.numerator}/{value.denominator}"  # XMP rationals are "n/d"
+        text = "".join(ch for ch in str(value) if 32 <= ord(ch) < 127).strip()
+        if text and code == 34855:  # ISO is an ordered array in XMP
+            props.append(f"<{name}><rdf:Seq><rdf:li>{escape(text)}</rdf:li></rdf:Seq></{name}>")
+        elif text:
+            props.append(f"<{name}>{escape(text)}</{name}>")
+    if not props:
+        return None
+    body = "".join(props)
+    return ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:exifEX="http://cipa.jp/exif/1.0/">' + body
+            + '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>').encode("utf-8")
+
+
 def _encode_tiff(tmp, data: np.ndarray, exif: bytes | None, icc: bytes | None) -> None:
     import tifffile
 
     # The EXIF block itself is not written to TIFF: it would need its own IFD with offsets
     # patched into the main one, which tifffile does not do for us. Its basics (Make, Model,
     # DateTime, Artist, Copyright, ImageDescription) go into IFD0 as ordinary TIFF tags, with
-    # Orientation 1: the pixels are written upright (the reader applied the orientation).
+    # Orientation 1: the pixels are written upright (the reader applied the orientation); the
+    # exposure and lens tags go into an XMP packet (tag 700).
     basics = _tiff_basics(exif)
     description = basics.pop(270, None)
     when = basics.pop(306, None)
     extratags = [(code, "s", 0, value, True) for code, value in sorted(basics.items())]
     extratags.append((274, "H", 1, 1, True))  # Orientation: top-left
+    xmp = _xmp_from_exif(exif)  # exposure and lens tags, which IFD0 has no place for
+    if xmp:
+        extratags.append((700, "B", len(xmp), xmp, True))
     tifffile.imwrite(
         tmp,
         data,
