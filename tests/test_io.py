@@ -997,3 +997,18 @@ def test_tiff_output_carries_exposure_and_lens_as_xmp(tmp_path):
     write_image(tmp_path / "p.tif", np.zeros((8, 8, 3), np.float32), bit_depth=16, exif=Image.Exif().tobytes())
     with tifffile.TiffFile(tmp_path / "p.tif") as tif:
         assert 700 not in tif.pages[0].tags
+
+
+def test_raw_frames_carry_their_basic_exif():
+    """EXIF of RAW inputs was never carried (issue 18): a TIFF-based RAW's Make, Model and
+    DateTime now reach the frame (and so the output)."""
+    from PIL import Image
+
+    from conftest import shared_path
+    from focusstack.io import read_image
+
+    frame = read_image(shared_path("data", "raw", "Nikon_uncompressed.nef"))
+    exif = Image.Exif()
+    exif.load(frame.exif)
+    assert (exif.get(271), exif.get(272)) == ("Nikon", "Nikon COOLSCAN IV ED")
+    assert exif.get(274) in (None, 1)  # LibRaw turned the pixels; nothing to turn again

@@ -509,7 +509,43 @@ def _raw(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame | 
         )
     # LibRaw's output size is authoritative if it ever differs from the header estimate
     # (e.g. old Fuji SuperCCD files, rotated 45 degrees); the frame keeps what LibRaw gives.
-    return info, Frame(path=path, pixels=_to_rgb(rgb, 65535.0), bit_depth=16, exif=None, icc=None)
+    return info, Frame(path=path, pixels=_to_rgb(rgb, 65535.0), bit_depth=16, exif=_raw_exif(path), icc=None)
+
+
+#: Exif-IFD tags read from a TIFF-based RAW (tifffile's names -> EXIF codes) for the output.
+_RAW_EXIF_TAGS = {"ExposureTime": 33434, "FNumber": 33437, "ISOSpeedRatings": 34855, "FocalLength": 37386,
+                  "DateTimeOriginal": 36867, "LensMake": 42035, "LensModel": 42036}
+
+
+def _raw_exif(path: Path) -> bytes | None:
+    """An EXIF block with the basics (Make, Model, DateTime, ...) and the exposure and lens tags
+    of a TIFF-based RAW file (DNG, NEF, CR2, ARW, ...), read with tifffile; None for other RAW
+    containers or when there is nothing. No Orientation: LibRaw has already turned the pixels."""
+    try:
+        import tifffile
+        from PIL.TiffImagePlugin import IFDRational
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            exif = Image.Exif()
+            for code in BASIC_TAGS:
+                tag = page.tags.get(code)
+                if tag is not None and isinstance(tag.value, str) and tag.value.strip():
+                    exif[code] = tag.value.strip()
+            sub_tag = page.tags.get("ExifTag")
+            sub = sub_tag.value if sub_tag is not None and isinstance(sub_tag.value, dict) else {}
+            ifd = exif.get_ifd(0x8769) if sub else None
+            for name, code in _RAW_EXIF_TAGS.items():
+                v = sub.get(name)
+                if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) for x in v) and v[1]:
+                    v = IFDRational(v[0], v[1])
+                elif isinstance(v, tuple) and v:
+                    v = v[0]
+                if isinstance(v, (int, float, str, IFDRational)) and str(v).strip():
+                    ifd[code] = v
+            return exif.tobytes() if len(exif) or ifd else None
+    except Exception:  # noqa: BLE001 - not a TIFF container (CR3, RAF, ...) or damaged tags: no EXIF
+        return None
 
 
 # --------------------------------------------------------------------------------------------
