@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from focusstack.align.registration import project_similarity
+from focusstack.align.registration import project_similarity, transform_corners
 from focusstack.engines.focus import focus_measure
 from focusstack.engines.reblur import defocus_blur, fit_pair_radius, linear_luminance
 
@@ -169,7 +169,7 @@ def blur_matched_refine(
         step /= step[2, 2]
         t = step @ t
         t /= t[2, 2]
-        if np.abs(transform_points(step, w, h) - transform_points(np.eye(3), w, h)).max() < 0.05:
+        if np.abs(transform_corners(step, w, h) - transform_corners(np.eye(3), w, h)).max() < 0.05:  # converged
             break
     assert radius is not None
     if model == "similarity":
@@ -180,10 +180,3 @@ def blur_matched_refine(
     cf0, cm0 = _composites(lf, lm_raw, m_moving > m_fixed, radius)
     e_id = _ncc_residual(cf0, cm0, margin)
     return BlurMatch(t, float(radius), float(e_t), float(e_id), float(rho))
-
-
-def transform_points(t: np.ndarray, w: int, h: int) -> np.ndarray:
-    """The image corners ``(4, 2)`` under ``t``."""
-    pts = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64).T
-    q = t @ pts
-    return (q[:2] / q[2]).T

@@ -222,7 +222,7 @@ class _Chain:
                 best = low
         return best
 
-    def _blur_matched(self, prev: _Frame, cur: _Frame, best: _Attempt) -> _Attempt | None:
+    def _blur_matched(self, prev: _Frame, cur: _Frame, best: _Attempt, e_id: float) -> _Attempt | None:
         """ECC's result refined and judged on blur-matched composites (:mod:`focusstack.align.blurmatch`)
         when the two frames differ in blur; None when they do not (equally sharp)."""
         cfg = self.config
@@ -235,7 +235,6 @@ class _Chain:
         gain = bm.residual_identity - bm.residual
         verified = plausible and bm.ratio <= cfg.verify_ratio and gain >= cfg.verify_min_gain
         e_lp, ncc = lowpass_residual(prev.lowpass, cur.lowpass, bm.transform, self.margin)
-        e_id, _ = lowpass_residual(prev.lowpass, cur.lowpass, np.eye(3), self.margin)
         # and the low-passed frames must match measurably better than as they are, and the two
         # residual ratios together show at least a 2x gain: composites of frames whose blur is not
         # a defocus PSF (blur applied to encoded values, pasted with a hard mask: MF-VOC) can
@@ -264,7 +263,7 @@ class _Chain:
         coarse = 1 if cfg.blur_matched and len(cur.pyramid) > 1 else 0
         best = self._plain(prev, cur, lowpass, e_id, names, coarse)
         if cfg.blur_matched:
-            refined = self._blur_matched(prev, cur, best)
+            refined = self._blur_matched(prev, cur, best, e_id)
             if refined is not None:
                 best = refined
             elif coarse:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from focusstack.engines.reblur import pair_seams
+
 
 @dataclass(frozen=True)
 class Ordering:
@@ -50,27 +52,11 @@ class Ordering:
 
 def pair_boundaries(labels: np.ndarray, width: int) -> dict[tuple[int, int], np.ndarray]:
     """For every pair of labels ``(i, j)``, ``i < j``, that touch: the ``(H, W)`` bool band of
-    pixels within ``width`` px of their shared boundary."""
+    pixels within ``width`` px of their shared boundary (:func:`~focusstack.engines.reblur.pair_seams`, dilated)."""
     if labels.ndim != 2:
         raise ValueError(f"labels must be (H, W), got {labels.shape}")
-    k3 = np.ones((3, 3), np.uint8)
-    hi = cv2.dilate(labels, k3, borderType=cv2.BORDER_REPLICATE)
-    lo = cv2.erode(labels, k3, borderType=cv2.BORDER_REPLICATE)
-    out: dict[tuple[int, int], np.ndarray] = {}
-    edge = hi != lo
-    if not edge.any():
-        return out
     ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
-    labs = np.unique(labels)
-    for a in labs:
-        near_a = cv2.dilate((labels == a).astype(np.uint8), k3).astype(bool)
-        for b in labs:
-            if b <= a:
-                continue
-            seam = edge & near_a & cv2.dilate((labels == b).astype(np.uint8), k3).astype(bool)
-            if seam.any():
-                out[(int(a), int(b))] = cv2.dilate(seam.astype(np.uint8), ker).astype(bool)
-    return out
+    return {pair: cv2.dilate(seam.astype(np.uint8), ker).astype(bool) for pair, seam in pair_seams(labels).items()}
 
 
 def _alignment(y: np.ndarray, region: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
