@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from focusstack.engines.decision import decision_steps
+from focusstack.maps.decision import decision_steps
 from focusstack.refinement.models import load_fsb, weights_present
 from focusstack.refinement.ordering import order_frames
 from focusstack.refinement.refine import RefineConfig, fsb_mask, refine_boundary

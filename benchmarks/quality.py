@@ -1,7 +1,7 @@
 """Quality on the devbench sets (made outside the project): ``python benchmarks/quality.py``.
 
 Fuses every scene of ``../shared/data/devbench/{devA,devTR,mfvoc}`` through the public entry
-point (``focusstack.stacking.fuse_stack``, the code behind ``focusstack fuse``) with the
+point (``focusstack.jobs.fuse.fuse_stack``, the code behind ``focusstack fuse``) with the
 default options unless told otherwise (but ``--keep-size``, so that an output whose frames were
 moved keeps the GT's geometry), and scores it as devbench/SOURCE.md says: PSNR on the
 8-bit scale (16-bit outputs divided by 257, capped at 60 dB per scene) over the whole image,
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from focusstack.config import AlignConfig, FuseConfig  # noqa: E402
 from focusstack.io import read_image  # noqa: E402
-from focusstack.stacking import fuse_stack  # noqa: E402
+from focusstack.jobs.fuse import fuse_stack# noqa: E402
 
 SETS = ("devA", "devTR", "mfvoc")
 

@@ -27,11 +27,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from focusstack.engines.decision import compose, decision_steps
+from focusstack.maps.decision import compose, decision_steps
 from focusstack.refinement.diffusion import initial_synthesis
 from focusstack.refinement.laplacian import laplacian_fuse
 from focusstack.refinement.ordering import order_frames
-from focusstack.refinement.refine import RefineConfig, linear_to_srgb, load_refine_networks, refine_pair, srgb_to_linear
+from focusstack.ops import linear_to_srgb, srgb_to_linear
+from focusstack.refinement.models import load_refine_networks
+from focusstack.refinement.refine import RefineConfig, refine_pair
 from focusstack.refinement.diffusion import diffusion_component
 from focusstack.training.tr_data import _read, list_tr_samples
 

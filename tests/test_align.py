@@ -13,14 +13,14 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-from focusstack import stacking
+from focusstack.jobs import fuse as fuse_job
 from focusstack.align import corner_shift, project_similarity, transform_corners
 from focusstack.align.exposure import GainReference, apply_gains, estimate_gains
-from focusstack.align.stack import analyse_stack
+from focusstack.stack.analysis import analyse_stack
 from focusstack.align.warp import Crop, common_area, warp_frame
 from focusstack.cli.app import app
 from focusstack.config import AlignConfig, FuseConfig
-from focusstack.engines.decision import decision_fuse
+from focusstack.maps.decision import decision_fuse
 from focusstack.errors import StackError
 from focusstack.io import Frame, read_image
 from focusstack.metrics import psnr
@@ -176,8 +176,8 @@ def test_fused_result_matches_the_unwarped_stack(tmp_path, warped_stack):
     frames, gt, ts = warped_stack
     plain, _ = synthetic_stack(H, W, K, None)
     cfg = FuseConfig(engine="decision", show_progress=False)
-    res_w = stacking.fuse_stack([write_stack(tmp_path / "warped", frames)], tmp_path / "w.tif", cfg)
-    res_p = stacking.fuse_stack(
+    res_w = fuse_job.fuse_stack([write_stack(tmp_path / "warped", frames)], tmp_path / "w.tif", cfg)
+    res_p = fuse_job.fuse_stack(
         [write_stack(tmp_path / "plain", plain)], tmp_path / "p.tif", FuseConfig(engine="decision", show_progress=False, align=AlignConfig(enabled=False))
     )
     assert (res_p.width, res_p.height) == (W, H)
@@ -193,7 +193,7 @@ def test_fused_result_matches_the_unwarped_stack(tmp_path, warped_stack):
     assert p_plain > 30.0  # the fusion itself works on this stack
     assert p_aligned >= p_plain - 1.5, (p_aligned, p_plain)
     # without alignment the warped stack is clearly worse: the check has teeth
-    res_n = stacking.fuse_stack(
+    res_n = fuse_job.fuse_stack(
         [tmp_path / "warped"], tmp_path / "n.tif", FuseConfig(engine="decision", show_progress=False, align=AlignConfig(enabled=False))
     )
     assert res_n.alignment == {"enabled": False}
@@ -212,7 +212,7 @@ def test_registered_frames_are_not_resampled_and_stay_bit_exact(tmp_path):
     expected = np.round(decision_fuse(read16) * 65535).astype(np.uint16)
     for align in (True, False):
         out = tmp_path / f"o{align}.tif"
-        res = stacking.fuse_stack([folder], out, FuseConfig(engine="decision", show_progress=False, align=AlignConfig(enabled=align)))
+        res = fuse_job.fuse_stack([folder], out, FuseConfig(engine="decision", show_progress=False, align=AlignConfig(enabled=align)))
         got = tifffile.imread(out)
         assert got.dtype == np.uint16 and got.shape == (160, 200, 3)
         assert np.array_equal(got, expected), align
@@ -281,7 +281,7 @@ def test_a_frame_from_another_scene_fails_with_a_clear_message(tmp_path):
     other, _ = synthetic_stack(160, 200, 3, [similarity(1.0, 30.0, 40, 0, 200, 160)] * 3, seed=99)
     folder = write_stack(tmp_path / "s", [frames[0], frames[1], other[2]])
     with pytest.raises(StackError) as exc:
-        stacking.fuse_stack([folder], tmp_path / "o.tif", FuseConfig(engine="decision", show_progress=False))
+        fuse_job.fuse_stack([folder], tmp_path / "o.tif", FuseConfig(engine="decision", show_progress=False))
     msg = exc.value.render()
     assert "f02.tif" in msg and "--no-align" in msg
     assert not (tmp_path / "o.tif").exists()
@@ -346,8 +346,8 @@ def test_blur_matched_registration_of_a_near_far_pair(seed):
     from test_reblur import layered_pair
 
     from focusstack.align.registration import transform_corners
-    from focusstack.align.stack import _Chain
-    from focusstack.engines.focus import luminance
+    from focusstack.align.chain import Chain as _Chain
+    from focusstack.ops import luminance
 
     near, far, _, _ = layered_pair(r=8.0, seed=seed, size=256)
     h, w = near.shape[:2]

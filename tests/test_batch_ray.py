@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from focusstack.cli.app import app
 from focusstack.config import AlignConfig, FuseConfig
 from focusstack.errors import EXIT_FAILURE, BatchError
-from focusstack.stacking import fuse_batch
+from focusstack.jobs.batch import fuse_batch
 
 runner = CliRunner()
 CONFIG = FuseConfig(align=AlignConfig(enabled=False), show_progress=False)

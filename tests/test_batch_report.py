@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from focusstack import stacking
+from focusstack.jobs import batch as batch_job
+from focusstack.jobs import fuse as fuse_job
 from focusstack.cli.app import app
 from focusstack.io import read_image
 
@@ -101,7 +102,7 @@ def test_batch_ext_webp_is_refused_once_up_front(tmp_path):
     assert r.exit_code == 2 and "webp" in r.output and "Traceback" not in r.output
     assert not out.exists() and "[1/" not in r.output
     with pytest.raises(Exception) as exc:  # the library refuses it too, before any stack
-        stacking.fuse_batch(root, out, ext="webp")
+        batch_job.fuse_batch(root, out, ext="webp")
     assert "--ext" in str(exc.value) and not out.exists()
 
 
@@ -151,7 +152,7 @@ def test_batch_report_html(tmp_path):
 
 
 def test_report_names_the_sharpest_frame(tmp_path):
-    from focusstack.report import StackThumbs
+    from focusstack.io.report import StackThumbs
 
     rng = np.random.default_rng(3)
     sharp = rng.random((64, 64, 3)).astype(np.float32)
@@ -289,7 +290,8 @@ def test_dry_run_reads_headers_only_and_writes_nothing(tmp_path, monkeypatch):
     def no_decoding(*a, **k):
         raise AssertionError("--dry-run decoded a frame")
 
-    monkeypatch.setattr(stacking, "read_image", no_decoding)
+    monkeypatch.setattr(fuse_job, "read_image", no_decoding)
+    monkeypatch.setattr(batch_job, "read_image", no_decoding)
     r = _fuse("--batch", root, "-o", out, "--ext", "png", "--dry-run", "--json")
     assert r.exit_code == 0, r.output
     plan = json.loads(r.stdout)
@@ -325,7 +327,7 @@ def test_depth_map_follows_the_sharp_bands(tmp_path):
 
 
 def test_depth_map_inpaints_where_no_frame_is_sharp(tmp_path):
-    from focusstack.depthmap import DepthAccumulator
+    from focusstack.stack.depth import DepthAccumulator
 
     rng = np.random.default_rng(1)
     h, w = 80, 80

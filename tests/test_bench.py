@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from focusstack.bench import BenchConfig, compare_to_baseline, parse_frames
+from focusstack.jobs.bench import BenchConfig, compare_to_baseline, parse_frames
 from focusstack.cli.app import app
 from focusstack.errors import ConfigError
 from focusstack.networks.weights import save_model_dir

@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 def _tuples():
-    from focusstack.bench import BACKENDS as BENCH_BACKENDS, BENCH_PRECISIONS
+    from focusstack.jobs.bench import BACKENDS as BENCH_BACKENDS, BENCH_PRECISIONS
     from focusstack.config import DEVICES, PARTS, TRAIN_DEVICES
     from focusstack.refinement.refine import MASK_SOURCES, ORDERS, R_INIT_METHODS, SIGMA_SOURCES
     from focusstack.rendering.config import RENDER_DEVICES, RENDER_ENGINES

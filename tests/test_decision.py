@@ -1,4 +1,4 @@
-"""The decision engine (``focusstack.engines.decision``): synthetic stacks with a known sharp
+"""The decision engine (``focusstack.maps.decision``, ``focusstack.engines.decision``): synthetic stacks with a known sharp
 region per frame (seeded), bit-exact copies on 16-bit data, input checks, and the real
 BetaFusion pairs (decision-map IoU against the hand-made masks)."""
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from focusstack.engines.decision import (
+from focusstack.engines.decision import DecisionEngine
+from focusstack.maps.decision import (
     DecisionConfig,
-    DecisionEngine,
     check_frames,
     compose,
     consistency_check,
@@ -19,12 +19,11 @@ from focusstack.engines.decision import (
     decision_fuse,
     decision_fuse_with_confidence,
     decision_steps,
-    guided_filter,
     initial_decision,
     refine_weights,
     remove_small_regions,
 )
-from focusstack.engines.focus import FocusMeasure, focus_measure, focus_measures, luminance
+from focusstack.ops import FocusMeasure, focus_measure, focus_measures, guided_filter, luminance
 from focusstack.metrics import psnr
 
 from conftest import shared_path

@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from focusstack.cli.app import app
-from focusstack.evaluation import EvalConfig, evaluate, parse_method
+from focusstack.jobs.eval import EvalConfig, evaluate, parse_method
 from focusstack.errors import UsageError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from focusstack import stacking
+from focusstack.jobs import fuse as fuse_job
 from focusstack.cli.app import app
 from focusstack.config import AlignConfig, FuseConfig
-from focusstack.engines.decision import decision_steps, focus_evidence
+from focusstack.maps.decision import decision_steps, focus_evidence
 from focusstack.errors import ImageWriteError
 from focusstack.io import read_image, write_image
 from focusstack.io import writers as io_writers
@@ -76,8 +76,8 @@ def test_alignment_keeps_a_registered_defocused_stack_bit_exact(tmp_path):
     far[:, w // 2 :] = _blur(sharp, 6.0)[:, w // 2 :]
     mid = _blur(sharp, 2.0)
     folder = write_stack(tmp_path / "s", [near, mid, far], bits=16)
-    a = stacking.fuse_stack([folder], tmp_path / "a.tif", FuseConfig(show_progress=False))
-    b = stacking.fuse_stack([folder], tmp_path / "b.tif", FuseConfig(show_progress=False, align=AlignConfig(enabled=False)))
+    a = fuse_job.fuse_stack([folder], tmp_path / "a.tif", FuseConfig(show_progress=False))
+    b = fuse_job.fuse_stack([folder], tmp_path / "b.tif", FuseConfig(show_progress=False, align=AlignConfig(enabled=False)))
     assert (a.width, a.height) == (w, h)
     assert all(f["check"] is None or f["check"]["status"] != "aligned" for f in a.alignment["frames"])
     assert np.array_equal(read_image(tmp_path / "a.tif").pixels, read_image(tmp_path / "b.tif").pixels)
@@ -89,7 +89,7 @@ def test_alignment_still_corrects_a_real_shift(tmp_path):
     t = [similarity(1.0, 0.0, 0.0, 0.0, 200, 160), similarity(1.01, 0.2, 3.0, -2.0, 200, 160), similarity(1.02, 0.0, -2.0, 2.0, 200, 160)]
     frames, _ = synthetic_stack(160, 200, 3, t, seed=4)
     folder = write_stack(tmp_path / "s", frames)
-    r = stacking.fuse_stack([folder], tmp_path / "o.tif", FuseConfig(show_progress=False))
+    r = fuse_job.fuse_stack([folder], tmp_path / "o.tif", FuseConfig(show_progress=False))
     statuses = [f["check"]["status"] for f in r.alignment["frames"] if f["check"]]
     assert statuses and all(s == "aligned" for s in statuses)
     assert max(f["corner_shift_px"] for f in r.alignment["frames"]) > 1.0

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from focusstack import stacking
+from focusstack.jobs import batch as batch_job
+from focusstack.jobs import fuse as fuse_job
 from focusstack.backends.torch_backend import TorchBackend
 from focusstack.cli.app import app
 from focusstack.config import AlignConfig, FuseConfig, TileConfig
@@ -161,7 +162,7 @@ def test_fuse_stack_writes_16_bit_and_summary(tmp_path, random_engine):
         a = np.asarray(Image.open(p), dtype=np.uint16) * 257
         tifffile.imwrite(frames16 / (p.stem + ".tif"), a)
     cfg = FuseConfig(show_progress=False, tiles=TileConfig(tile=128), align=AlignConfig(enabled=False))  # random frames
-    res = stacking.fuse_stack([frames16], out, cfg, engine=random_engine)
+    res = fuse_job.fuse_stack([frames16], out, cfg, engine=random_engine)
     img = tifffile.imread(out)
     assert img.dtype == np.uint16 and img.shape == (100, 140, 3)
     assert res.frames == 2 and res.bit_depth == 16 and res.width == 140
@@ -198,7 +199,7 @@ def test_batch_goes_on_past_a_bad_stack(tmp_path, monkeypatch, random_engine):
     _stack(root / "b", seed=1)
     bad = _stack(root / "c_bad", seed=2)
     (bad / "f2.png").write_text("broken")
-    monkeypatch.setattr(stacking, "build_engine", lambda config: random_engine)
+    monkeypatch.setattr(batch_job, "build_engine", lambda config: random_engine)
     outdir = tmp_path / "out"
     r = runner.invoke(app, ["fuse", "--batch", str(root), "-o", str(outdir), "--ext", "png", "-q", "--json", "--no-align"])
     assert r.exit_code == 1
@@ -218,15 +219,14 @@ def test_hybrid_fallbacks_are_reported_once(monkeypatch, vae, caplog):
     import logging
     from types import SimpleNamespace
 
-    from focusstack.networks import weights
-    from focusstack.refinement import refine
+    from focusstack.engines import network
 
-    monkeypatch.setattr(weights, "load_fusion", lambda folder=None, **k: SimpleNamespace(model=_random_fusion()))
-    monkeypatch.setattr(weights, "resolve_vae_dir", lambda d=None, **k: d)
-    monkeypatch.setattr(weights, "load_vae", lambda folder: vae)
-    monkeypatch.setattr(refine, "load_refine_networks", lambda cfg: (None, None, {"fsb": None, "keb": None}))
+    monkeypatch.setattr(network, "load_fusion", lambda folder=None, **k: SimpleNamespace(model=_random_fusion()))
+    monkeypatch.setattr(network, "resolve_vae_dir", lambda d=None, **k: d)
+    monkeypatch.setattr(network, "load_vae", lambda folder: vae)
+    monkeypatch.setattr(network, "load_refine_networks", lambda cfg: (None, None, {"fsb": None, "keb": None}))
     with caplog.at_level(logging.WARNING, logger="focusstack"):
-        engine = stacking.build_engine(FuseConfig(engine="hybrid", device="cpu", precision="fp32"))
+        engine = fuse_job.build_engine(FuseConfig(engine="hybrid", device="cpu", precision="fp32"))
     assert [f.split(":")[0] for f in engine.fallbacks] == ["fsb", "keb"]
     warnings = [r for r in caplog.records if "fallback" in r.getMessage()]
     assert len(warnings) == 1 and "FSB" in warnings[0].getMessage() and "KEB" in warnings[0].getMessage()
@@ -237,8 +237,8 @@ def test_fuse_result_carries_the_engines_fallbacks(tmp_path):
 
     engine = DecisionEngine()
     engine.fallbacks = ["keb: no trained KEB weights"]
-    res = stacking.fuse_stack([_stack(tmp_path / "s")], tmp_path / "o.png",
+    res = fuse_job.fuse_stack([_stack(tmp_path / "s")], tmp_path / "o.png",
                               FuseConfig(show_progress=False, align=AlignConfig(enabled=False)), engine=engine)
     assert res.to_dict()["fallbacks"] == ["keb: no trained KEB weights"]
-    plain = stacking.fuse_stack([tmp_path / "s"], tmp_path / "p.png", FuseConfig(show_progress=False, align=AlignConfig(enabled=False)))
+    plain = fuse_job.fuse_stack([tmp_path / "s"], tmp_path / "p.png", FuseConfig(show_progress=False, align=AlignConfig(enabled=False)))
     assert plain.fallbacks == []

@@ -141,7 +141,7 @@ _NAMES = st.lists(
 def test_eval_pairing_raises_only_documented_errors(tmp_path_factory, pred, gt):
     """Whatever the file names in the prediction and GT folders, pairing either gives a plan
     whose GT files exist, or a documented error (no traceback)."""
-    from focusstack.evaluation import EvalConfig, _pair
+    from focusstack.jobs.eval import EvalConfig, _pair
 
     root = tmp_path_factory.mktemp("eval")
     for folder, names in (("pred", pred), ("gt", gt)):

@@ -201,7 +201,7 @@ def test_cli_hybrid_keeps_16_bit_sources(tmp_path, vae_dir):
 def test_save_steps_needs_the_hybrid_engine_and_an_empty_folder(tmp_path):
     from focusstack.config import FuseConfig
     from focusstack.errors import ConfigError, OutputExistsError
-    from focusstack.stacking import check_steps_dir
+    from focusstack.jobs.fuse import check_steps_dir
 
     with pytest.raises(ConfigError, match="--engine hybrid"):
         FuseConfig(engine="decision", save_steps=tmp_path / "s")
@@ -234,28 +234,26 @@ def test_save_steps_never_writes_over_an_input_frame(tmp_path):
     work and by the writer itself, with nothing written; a frame is never replaced (issue 19, 2)."""
     import json
 
-    from focusstack.engines.hybrid import STEP_IMAGES, write_steps
+    from focusstack.engines.hybrid import STEP_IMAGES
     from focusstack.errors import OutputExistsError
+    from focusstack.io.steps import check_steps_protected, write_steps
 
     frames, folder, inputs, before = _frames_named_like_steps(tmp_path, ["decision.png", "trust.png"], seed=3)
     with pytest.raises(OutputExistsError, match="input frame") as e:
-        HybridEngine(None).set_steps_dir(folder, protected=inputs)
+        check_steps_protected(folder, HybridEngine.step_images, inputs)
     assert "fix:" in str(e.value)
-    with pytest.raises(OutputExistsError, match="input frame"):
-        HybridEngine(None, save_steps=folder, protected=inputs)
     steps = HybridEngine(None).steps(frames)
-    assert set(steps.visualise()) <= set(STEP_IMAGES)
+    assert set(steps.visualise()) <= set(STEP_IMAGES) == set(HybridEngine.step_images)
     with pytest.raises(OutputExistsError, match="one of the inputs"):
         write_steps(steps, folder, protected=inputs)  # overwrite=True inside, yet refused
     assert {p: p.read_bytes() for p in inputs} == before
     assert sorted(p.name for p in folder.iterdir()) == ["decision.png", "trust.png"]  # all or none
 
     out = tmp_path / "steps"
-    engine = HybridEngine(None)
-    engine.set_steps_dir(out, protected=inputs)
-    engine.fuse(frames)
+    write_steps(steps, out, protected=inputs)
     assert {"hybrid.png", "trust.png", "info.json"} <= {p.name for p in out.iterdir()}
     assert "trust_mean" in json.loads((out / "info.json").read_text())
+    np.testing.assert_array_equal(steps.fused, HybridEngine(None).fuse(frames))  # fuse == steps().fused
     # numpy numbers stay numbers in info.json (a box was written as [0, "87", "339", 510])
     steps.info["vaeedof_box"] = [np.int64(0), np.int64(87), np.int64(339), 510]
     steps.info["trust_mean"] = np.float32(0.5)
@@ -268,7 +266,7 @@ def test_save_steps_never_writes_over_an_input_frame(tmp_path):
 def test_fuse_save_steps_into_the_input_folder_never_replaces_a_frame(tmp_path):
     from focusstack.config import AlignConfig, FuseConfig
     from focusstack.errors import OutputExistsError
-    from focusstack.stacking import fuse_stack
+    from focusstack.jobs.fuse import fuse_stack
 
     frames, folder, inputs, before = _frames_named_like_steps(tmp_path, ["decision.png", "hybrid.png"], seed=4)
     config = FuseConfig(engine="hybrid", save_steps=folder, overwrite=True, show_progress=False,

@@ -1,4 +1,4 @@
-"""Long stacks (focusstack.longstack and the slab path of focusstack.stacking): slab plans,
+"""Long stacks (focusstack.stack.order, focusstack.stack.slabs and the slab path of focusstack.stack.fuse): slab plans,
 the hierarchical reducer, focus order from the frames, and more than 7 frames end to end with
 every engine, never handing an engine more than a slab."""
 
@@ -11,22 +11,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from focusstack import stacking
+from focusstack.jobs import fuse as fuse_job
 from focusstack.align import transform_corners
-from focusstack.align.stack import analyse_stack
+from focusstack.stack.analysis import analyse_stack
 from focusstack.cli.app import app
 from focusstack.config import AlignConfig, FuseConfig, TileConfig
 from focusstack.engines.decision import DecisionEngine
 from focusstack.errors import ConfigError
 from focusstack.io import read_image
-from focusstack.longstack import (
-    SlabReducer,
-    count_merges,
-    focus_grid,
-    focus_order,
-    plan_slabs,
-    unimodality_violation,
-)
+from focusstack.stack.order import focus_grid, focus_order, unimodality_violation
+from focusstack.stack.slabs import SlabReducer, count_merges, plan_slabs
 from focusstack.metrics import psnr
 
 from test_align import breathing_transforms, memory_reader, synthetic_stack, write_stack
@@ -157,11 +151,11 @@ def test_more_than_seven_frames_fuse_in_slabs(tmp_path, long_stack, monkeypatch)
     frames, gt = long_stack
     folder = write_stack(tmp_path / "s", frames)
     reads = []
-    real = stacking.read_image
-    monkeypatch.setattr(stacking, "read_image", lambda p, **kw: reads.append(Path(p).name) or real(p, **kw))
+    real = fuse_job.read_image
+    monkeypatch.setattr(fuse_job, "read_image", lambda p, **kw: reads.append(Path(p).name) or real(p, **kw))
     engine = CountingEngine()
     cfg = FuseConfig(engine="decision", show_progress=False, align=AlignConfig(enabled=False))
-    res = stacking.fuse_stack([folder], tmp_path / "o.tif", cfg, engine=engine)
+    res = fuse_job.fuse_stack([folder], tmp_path / "o.tif", cfg, engine=engine)
     assert res.frames == 12 and max(engine.calls) <= 7
     assert res.slabs == [[f"f{i:02d}.tif" for i in s] for s in plan_slabs(12, 7, 1)]
     assert len(engine.calls) == len(res.slabs) + res.merges
@@ -199,11 +193,11 @@ def test_vaeedof_engine_takes_long_stacks_in_slabs(tmp_path, vae, one_torch_thre
     calls = []
     inner = engine.fuse
     engine.fuse = lambda fr, on_tile=None: calls.append(len(fr)) or inner(fr, on_tile=on_tile)  # type: ignore[method-assign]
-    res = stacking.fuse_stack([folder], tmp_path / "o.tif", FuseConfig(show_progress=False), engine=engine)
+    res = fuse_job.fuse_stack([folder], tmp_path / "o.tif", FuseConfig(show_progress=False), engine=engine)
     assert res.frames == 9 and calls and max(calls) <= 7 and len(calls) == 3
     assert read_image(tmp_path / "o.tif").pixels.shape[2] == 3
     with pytest.raises(ConfigError):
-        stacking.fuse_stack([folder], tmp_path / "x.tif", FuseConfig(show_progress=False, slab_size=8), engine=engine)
+        fuse_job.fuse_stack([folder], tmp_path / "x.tif", FuseConfig(show_progress=False, slab_size=8), engine=engine)
 
 
 def test_cli_accepts_eight_frames(tmp_path, long_stack):

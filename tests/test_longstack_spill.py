@@ -1,5 +1,5 @@
 """Long stacks keep a flat peak (issue 17): slab results wait for their merge on disk
-(``focusstack.longstack.SpillStore``), read back bit for bit, and the folder is removed."""
+(``focusstack.stack.slabs.SpillStore``), read back bit for bit, and the folder is removed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from test_align import synthetic_stack, write_stack
-from focusstack import longstack, stacking
+from focusstack.stack import fuse as stack_fuse
+from focusstack.stack import slabs as longstack
+from focusstack.jobs import fuse as fuse_job
 from focusstack.config import AlignConfig, FuseConfig
-from focusstack.longstack import SlabReducer, SpillStore
+from focusstack.stack.slabs import SlabReducer, SpillStore
 
 
 def _weighted_merge(images, level):  # noqa: ANN001
@@ -72,12 +74,12 @@ def test_a_long_stack_writes_the_same_bytes_with_the_spill(tmp_path, monkeypatch
             super().__init__(min_bytes=1, parent=str(spill_dir))
             used.append(self)
 
-    monkeypatch.setattr(stacking, "SpillStore", Recording)
-    res = stacking.fuse_stack([folder], tmp_path / "spilled.png", cfg)
+    monkeypatch.setattr(stack_fuse, "SpillStore", Recording)
+    res = fuse_job.fuse_stack([folder], tmp_path / "spilled.png", cfg)
     assert len(res.slabs) > 3 and used and used[0].spilled >= 2
     assert list(spill_dir.iterdir()) == []  # removed at the end
 
-    monkeypatch.setattr(stacking, "SpillStore", lambda: None)  # results wait in memory
-    stacking.fuse_stack([folder], tmp_path / "held.png", cfg)
+    monkeypatch.setattr(stack_fuse, "SpillStore", lambda: None)  # results wait in memory
+    fuse_job.fuse_stack([folder], tmp_path / "held.png", cfg)
     assert (tmp_path / "spilled.png").read_bytes() == (tmp_path / "held.png").read_bytes()
     assert longstack.SpillStore is SpillStore

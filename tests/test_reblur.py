@@ -1,12 +1,13 @@
-"""The relative-blur test at decision boundaries (focusstack.engines.reblur)."""
+"""The relative-blur test at decision boundaries (focusstack.maps.reblur)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from focusstack.engines.decision import DecisionConfig, decision_steps
-from focusstack.engines.reblur import defocus_blur, fit_pair_radius, linear_luminance, relabel_by_reblur
+from focusstack.maps.decision import DecisionConfig, decision_steps
+from focusstack.maps.reblur import defocus_blur, fit_pair_radius, relabel_by_reblur
+from focusstack.ops import linear_luminance
 
 
 def _lin(x):

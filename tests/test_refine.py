@@ -358,9 +358,10 @@ def test_refine_tr_refuses_an_order_the_evidence_does_not_support(tmp_path):
     frame_1; the occlusion cue said frame_0 with confidence 0.31). refine-tr must not refine
     against the wrong frame: it keeps the unrefined fusion and says so. A real pair whose order
     is clear (BetaFusion 05, A near) is still refined, near first."""
-    from focusstack.engines.decision import decision_fuse
+    from focusstack.maps.decision import decision_fuse
     from focusstack.io import read_image
-    from focusstack.refinement.refine import RefineConfig, refine_tr
+    from focusstack.jobs.refine_tr import refine_tr
+    from focusstack.refinement.refine import RefineConfig
 
     from conftest import shared_path
 

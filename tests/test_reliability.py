@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from focusstack import stacking
+from focusstack.jobs import batch as batch_job
+from focusstack.jobs import fuse as fuse_job
 from focusstack.backends.torch_backend import TorchBackend
 from focusstack.cli.app import app
 from focusstack.config import TileConfig
@@ -39,7 +40,8 @@ def fake_engine(vae, monkeypatch):
     torch.manual_seed(0)
     net = FusionUNet(FusionUNetConfig(channels=(32, 64, 64), attention_heads=2))
     engine = VAEEDOFEngine(TorchBackend(vae, net, device="cpu", precision="fp32"), TileConfig(tile=128))
-    monkeypatch.setattr(stacking, "build_engine", lambda config: engine)
+    monkeypatch.setattr(fuse_job, "build_engine", lambda config: engine)
+    monkeypatch.setattr(batch_job, "build_engine", lambda config: engine)
     return engine
 
 
@@ -165,7 +167,7 @@ def test_nan_float_tiff(tmp_path, fake_engine):
 
 
 def test_output_folder_missing_is_created(tmp_path):
-    """fuse creates a missing output folder (stacking._make_folders) and writes a complete file."""
+    """fuse creates a missing output folder (fuse_job._make_folders) and writes a complete file."""
     s = _two_frames(tmp_path)
     r = _fuse(s, "-o", tmp_path / "nope" / "o.png")
     assert r.exit_code == 0, r.output

@@ -81,7 +81,7 @@ def test_02_eval_csv_never_overwrites_an_input(tmp_path, target):
 def test_02_eval_plots_folder_is_not_an_input_folder(tmp_path):
     """Old: ``--plots PRED_DIR`` wrote difficulty_*.png among the predictions (read as a
     prediction by the next run)."""
-    from focusstack.evaluation import EvalConfig, _check_outputs
+    from focusstack.jobs.eval import EvalConfig, _check_outputs
 
     (tmp_path / "pred").mkdir()
     config = EvalConfig(methods=(("p", tmp_path / "pred"),), gt=tmp_path / "pred", plots=tmp_path / "pred")
@@ -326,7 +326,7 @@ def test_15_no_expected_none(tmp_path):
 
 
 def test_15_labels_name_the_kind():
-    from focusstack.evaluation import EvalInputError
+    from focusstack.jobs.eval import EvalInputError
 
     assert classify(EvalInputError("x")).label == "inputs do not pair"
     assert classify(errors.FileWriteError("x")).label == "cannot write file"

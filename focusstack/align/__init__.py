@@ -5,7 +5,9 @@
 * :mod:`~focusstack.align.warp`: warping into the reference geometry (Lanczos, float32, no
   resampling for identity transforms) and the area every frame covers.
 * :mod:`~focusstack.align.exposure`: per-channel gains against the reference frame.
-* :mod:`~focusstack.align.stack`: the streamed two-pass alignment of a whole stack.
+* :mod:`~focusstack.align.chain`: a chain of frames, each registered against its focus
+  neighbour, every transform judged against the identity. (The streamed two-pass analysis of a
+  whole stack is ``focusstack.stack.analysis``.)
 """
 
 from focusstack.align.exposure import GainReference, apply_gains, estimate_gains
@@ -18,16 +20,15 @@ from focusstack.align.registration import (
     register_pair,
     transform_corners,
 )
-from focusstack.align.stack import FramePreparer, StackAnalysis, analyse_stack
+from focusstack.align.chain import Chain, PairCheck, lowpass_residual
 from focusstack.align.warp import Crop, common_area, full_area, is_identity, warp_frame
 
 __all__ = [
     "MODELS",
     "Crop",
-    "FramePreparer",
+    "Chain",
     "GainReference",
-    "StackAnalysis",
-    "analyse_stack",
+    "PairCheck",
     "apply_gains",
     "build_pyramid",
     "common_area",
@@ -36,6 +37,7 @@ __all__ = [
     "feature_image",
     "full_area",
     "is_identity",
+    "lowpass_residual",
     "project_similarity",
     "register_pair",
     "transform_corners",

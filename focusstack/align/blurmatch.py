@@ -2,7 +2,7 @@
 them after giving both the *same* blur everywhere.
 
 Where frame ``a`` is sharp and frame ``b`` blurred, ``K_r * a ~ b`` (``K_r`` the defocus PSF
-that separates them, :mod:`focusstack.engines.reblur`); where ``b`` is sharp, ``K_r * b ~ a``.
+that separates them, :mod:`focusstack.maps.reblur`); where ``b`` is sharp, ``K_r * b ~ a``.
 So the two composites
 
     C_a = K_r * a  where a is the sharper,  a          elsewhere
@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from focusstack.align.registration import project_similarity, transform_corners
-from focusstack.engines.focus import focus_measure
-from focusstack.engines.reblur import defocus_blur, fit_pair_radius, linear_luminance
+from focusstack.maps.reblur import defocus_blur, fit_pair_radius
+from focusstack.ops import focus_measure, linear_luminance
 
 _MOTION = {"similarity": cv2.MOTION_AFFINE, "affine": cv2.MOTION_AFFINE, "homography": cv2.MOTION_HOMOGRAPHY}
 

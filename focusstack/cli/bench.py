@@ -1,4 +1,4 @@
-"""`focusstack bench`: parse options, build a BenchConfig, call ``focusstack.bench.run_bench``."""
+"""`focusstack bench`: parse options, build a BenchConfig, call the job ``focusstack.jobs.bench.run_bench``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from focusstack.bench import BACKENDS, BENCH_PRECISIONS, BenchConfig, check_baseline, parse_frames, run_bench
+from focusstack.jobs.bench import BACKENDS, BENCH_PRECISIONS, BenchConfig, check_baseline, parse_frames, run_bench, table_rows
 from focusstack.cli.common import err_console, handle_errors, print_json
 from focusstack.cli.options import FLAG, Command, DebugOpt, Device, JsonOpt, NoProgressOpt, VaeWeightsOpt, choice, value
 from focusstack.config import FUSION_DIR_ENV
@@ -95,8 +95,6 @@ def register(app: typer.Typer) -> None:
 def _print_table(result) -> None:  # noqa: ANN001
     from rich.console import Console
     from rich.table import Table
-
-    from focusstack.bench import table_rows
 
     header, rows = table_rows(result)
     size = result.config["size"]

@@ -14,6 +14,7 @@ import typer
 
 from focusstack.config import debug_enabled
 from focusstack.errors import EXIT_INTERRUPTED, FocusstackError, classify
+from focusstack.progress import configure
 
 
 class _StderrConsole:
@@ -68,8 +69,6 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
 def setup_output(*, verbose: int = 0, quiet: bool = False, progress: str = "auto") -> None:
     """``-v``/``-q``/``--progress``: the ``focusstack`` log level and the progress style on
     stderr (``focusstack.progress.configure``)."""
-    from focusstack.progress import configure
-
     configure(verbosity=-1 if quiet else verbose, progress=progress)
 
 

@@ -1,4 +1,4 @@
-"""`focusstack eval`: parse options, build an EvalConfig, call ``focusstack.evaluation.evaluate``."""
+"""`focusstack eval`: parse options, build an EvalConfig, call the job ``focusstack.jobs.eval.evaluate``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from focusstack.cli.options import FLAG, Command, DebugOpt, Device, JsonOpt, NoP
 from focusstack.errors import UsageError
 
 # focusstack.evaluation imports no torch/piq at module level: `focusstack --help` stays fast.
-from focusstack.evaluation import EvalConfig, parse_method
+from focusstack.jobs.eval import EvalConfig, parse_method
+from focusstack.lazy import call
 from focusstack.metrics.registry import METRICS
 
 _D = EvalConfig()
@@ -60,8 +61,6 @@ def register(app: typer.Typer) -> None:
         quiet: NoProgressOpt = False,
         debug: DebugOpt = False,
     ) -> None:
-        from focusstack.evaluation import evaluate
-
         with handle_errors(debug):
             methods = [parse_method(m) for m in (method or [])]
             if pred_dir is not None:
@@ -86,7 +85,7 @@ def register(app: typer.Typer) -> None:
                 threads=threads,
                 show_progress=not quiet,
             )
-            result = evaluate(config)
+            result = call("focusstack.jobs.eval:evaluate", config)
             _print_table(result)
             if json_out:
                 print_json(result.to_dict())

@@ -1,9 +1,10 @@
-"""`focusstack fuse`: parse options, build a FuseConfig, call ``focusstack.stacking``."""
+"""`focusstack fuse`: parse options, build a FuseConfig, call the job (``focusstack.jobs.fuse``,
+``focusstack.jobs.batch`` with --batch) through a lazy reference: the help never imports numpy."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -38,6 +39,11 @@ from focusstack.cli.options import (
 )
 from focusstack.config import FSB_DIR_ENV, FUSION_DIR_ENV, KEB_DIR_ENV, VAE_DIR_ENV, AlignConfig, FuseConfig, TileConfig
 from focusstack.errors import BatchError, UsageError
+from focusstack.lazy import call
+from focusstack.progress import emit_json
+
+if TYPE_CHECKING:
+    from focusstack.jobs.batch import StackEvent
 
 _D = FuseConfig()
 _T = TileConfig()
@@ -133,16 +139,14 @@ def register(app: typer.Typer) -> None:
                                  actual="a single stack", fix="drop --ray, or fuse with --batch ROOT")
             if not inputs:
                 raise UsageError("no INPUT given", fix="pass a folder of frames or 2 or more files, or --batch ROOT")
-            from focusstack.stacking import fuse_stack, plan_stack
-
             if dry_run:
-                plan = plan_stack(inputs, output, config)
+                plan = call("focusstack.jobs.fuse:plan_stack", inputs, output, config)
                 if json_out:
                     print_json(plan)
                 else:
                     _print_plan(plan)
                 return
-            res = fuse_stack(inputs, output, config)
+            res = call("focusstack.jobs.fuse:fuse_stack", inputs, output, config)
             if json_out:
                 print_json(res.to_dict())
             else:
@@ -156,11 +160,8 @@ def register(app: typer.Typer) -> None:
 def _batch(root: Path, output: Path, config: FuseConfig, *, ext: str, resume: bool, report: Optional[Path],
            depth_dir: Optional[Path], preview_dir: Optional[Path], dry_run: bool, json_out: bool, quiet: bool,
            json_progress: bool, ray: bool = False, ray_address: Optional[str] = None) -> None:
-    from focusstack.progress import emit_json
-    from focusstack.stacking import StackEvent, fuse_batch, plan_batch
-
     if dry_run:
-        plan = plan_batch(root, output, config, ext=ext, depth_dir=depth_dir, preview_dir=preview_dir)
+        plan = call("focusstack.jobs.batch:plan_batch", root, output, config, ext=ext, depth_dir=depth_dir, preview_dir=preview_dir)
         if json_out:
             print_json(plan)
             return
@@ -171,7 +172,7 @@ def _batch(root: Path, output: Path, config: FuseConfig, *, ext: str, resume: bo
             _print_plan(p, indent="    ")
         return
 
-    def on_stack(event: StackEvent) -> None:
+    def on_stack(event: StackEvent) -> None:  # focusstack.jobs.batch.StackEvent
         if json_progress:
             emit_json(event.to_dict())
         elif event.status == "failed" or not quiet:
@@ -179,7 +180,7 @@ def _batch(root: Path, output: Path, config: FuseConfig, *, ext: str, resume: bo
             err_console.print(event.line(), style=style, markup=False, highlight=False)
 
     try:
-        result = fuse_batch(root, output, config, ext=ext, resume=resume, report=report, depth_dir=depth_dir,
+        result = call("focusstack.jobs.batch:fuse_batch", root, output, config, ext=ext, resume=resume, report=report, depth_dir=depth_dir,
                             preview_dir=preview_dir, on_stack=on_stack, ray=ray, ray_address=ray_address)
     except BatchError as exc:
         r = exc.result  # type: ignore[attr-defined]
@@ -194,7 +195,7 @@ def _batch(root: Path, output: Path, config: FuseConfig, *, ext: str, resume: bo
         _summary(result)
 
 
-def _summary(result) -> None:  # noqa: ANN001  (focusstack.stacking.BatchResult)
+def _summary(result) -> None:  # noqa: ANN001  (focusstack.jobs.batch.BatchResult)
     print_result(f"fused {len(result.fused)}, skipped {len(result.skipped)} (exist), failed {len(result.failed)}")
     if result.report:
         print_result(f"wrote {result.report}")

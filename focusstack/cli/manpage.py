@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from focusstack import __version__
+from focusstack.cli.app import app as root_app
 
 #: Environment variables read by focusstack, documented in ENVIRONMENT.
 ENVIRONMENT = (
@@ -82,8 +83,7 @@ def _param_block(cmd, path: tuple[str, ...]) -> list[str]:  # noqa: ANN001
 def render(app: typer.Typer | None = None) -> str:
     """The whole man page as groff source."""
     if app is None:
-        from focusstack.cli.app import app as app_
-        app = app_
+        app = root_app
     root = typer.main.get_command(app)
     leaves = list(_walk(root, ("focusstack",)))
     out = [

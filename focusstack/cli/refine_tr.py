@@ -1,4 +1,4 @@
-"""`focusstack refine-tr`: parse options, build a RefineConfig, call ``focusstack.refinement.refine.refine_tr``."""
+"""`focusstack refine-tr`: parse options, build a RefineConfig, call the job ``focusstack.jobs.refine_tr.refine_tr``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import typer
 
 from focusstack.cli.common import err_console, handle_errors, print_json
 from focusstack.cli.options import Command, DebugOpt, FLAG, JsonOpt, NoProgressOpt, OverwriteOpt, choice, value
-from focusstack.refinement.models import FSB_DIR_ENV, KEB_DIR_ENV
+from focusstack.config import FSB_DIR_ENV, KEB_DIR_ENV
+from focusstack.lazy import call
 from focusstack.refinement.refine import MASK_SOURCES, ORDERS, R_INIT_METHODS, SIGMA_SOURCES, RefineConfig
 
 _D = RefineConfig()
@@ -57,8 +58,6 @@ def register(app: typer.Typer) -> None:
         quiet: NoProgressOpt = False,
         debug: DebugOpt = False,
     ) -> None:
-        from focusstack.refinement.refine import refine_tr
-
         with handle_errors(debug):
             config = RefineConfig(
                 mask_source=value(mask_source),
@@ -72,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 overwrite=overwrite,
                 show_progress=not quiet,
             )
-            res = refine_tr(frames, output, config, init=init, save_mask=save_mask, save_diffusion=save_diffusion)
+            res = call("focusstack.jobs.refine_tr:refine_tr", frames, output, config, init=init, save_mask=save_mask, save_diffusion=save_diffusion)
             if json_out:
                 print_json(res.to_dict())
             elif not quiet:

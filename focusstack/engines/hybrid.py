@@ -6,7 +6,7 @@ every source pixel but cannot invent what no frame shows sharp; VAEEDOF fills su
 sends every pixel through TAEF2's round trip (about 30 dB on real photos). The hybrid joins them
 with three maps, all ``(H, W)`` float32 in [0, 1]:
 
-1. **Decision** (``focusstack.engines.decision``): labels, soft weights ``M_k``, the fused
+1. **Decision** (``focusstack.maps.decision``): labels, soft weights ``M_k``, the fused
    ``R_init`` and its confidence ``c`` (the chosen frame's focus energy over the best other
    frame's: 1 where it is at least twice as sharp).
 2. **Transition regions** (``focusstack.refinement.stack``): wherever the decision map puts a
@@ -37,19 +37,20 @@ frames come back unchanged).
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from focusstack.engines.decision import DecisionConfig, DecisionSteps, decision_steps
-from focusstack.engines.focus import luminance
+from focusstack.errors import StackError
+from focusstack.maps.decision import DecisionConfig, DecisionSteps, decision_steps
+from focusstack.ops import box as box_mean
+from focusstack.ops import gaussian, luminance
 from focusstack.progress import Advance
+from focusstack.refinement.refine import RefineConfig
+from focusstack.refinement.stack import refine_stack
 
-_BORDER = cv2.BORDER_REFLECT_101
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,6 @@ class HybridSteps:
 #: The ``--save-steps`` images (``<name>.png``, 16-bit), as :meth:`HybridSteps.visualise` names them.
 STEP_IMAGES = ("decision_map", "decision_confidence", "agreement", "trust", "confidence", "tr_active",
                "decision", "transition_refined", "hybrid", "vaeedof")
-#: Every file :func:`write_steps` may write into a steps folder.
-STEP_FILES = tuple(f"{n}.png" for n in STEP_IMAGES) + ("info.json",)
-
-
-def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=_BORDER)
 
 
 def agreement_map(frames: Sequence[np.ndarray], reference: np.ndarray, tol: float, radius: int) -> np.ndarray:
@@ -148,7 +143,7 @@ def agreement_map(frames: Sequence[np.ndarray], reference: np.ndarray, tol: floa
     for f in frames:
         np.maximum(spread, np.abs(luminance(f) - y_ref), out=spread)
     if radius >= 1:
-        spread = cv2.boxFilter(spread, cv2.CV_32F, (2 * radius + 1,) * 2, normalize=True, borderType=_BORDER)
+        spread = box_mean(spread, 2 * radius + 1)
     if tol <= 0:
         return (spread <= 0).astype(np.float32)
     return np.clip(2.0 - spread / np.float32(tol), 0.0, 1.0).astype(np.float32)
@@ -168,8 +163,8 @@ def colour_match(v: np.ndarray, d: np.ndarray, valid: np.ndarray, sigma: float) 
     """``V + G_s * (D - V)`` with the blur normalised over ``valid`` (``(H, W)`` bool): ``v``, ``d``
     ``(H, W, 3)`` float32 in [0, 1] -> ``(H, W, 3)`` float32 in [0, 1]."""
     wv = valid.astype(np.float32)
-    num = _gauss((d - v) * wv[..., None], sigma)
-    den = _gauss(wv, sigma)
+    num = gaussian((d - v) * wv[..., None], sigma)
+    den = gaussian(wv, sigma)
     off = num / np.maximum(den, 1e-6)[..., None]
     return np.clip(v + off, 0.0, 1.0).astype(np.float32)
 
@@ -182,76 +177,49 @@ def _box(mask: np.ndarray, pad: int) -> tuple[int, int, int, int]:
 
 
 class HybridEngine:
-    """Engine interface: ``fuse(frames, *, on_tile=None)``; ``steps(...)`` keeps every map.
+    """The hybrid engine (:class:`focusstack.engines.base.Stepped`): ``fuse(frames, *,
+    on_tile=None)``, and ``steps(...)``, which keeps every map (``--save-steps``; the caller
+    writes them).
 
     ``vaeedof``: a ``VAEEDOFEngine`` (its backend sets the 7-frame limit), or None to run
     without it (then ambiguous regions keep ``D``; for tests and the decision-only fallback).
-    ``fsb``/``keb``: trained networks for the TR refinement, or None for its fallbacks.
-    ``save_steps``: folder for every map (``--save-steps``), or None. ``protected``: paths the
-    step images must never be written over (the input frames), even though they replace their
-    own files of the same name (see :func:`write_steps`).
+    ``fsb``/``keb``: trained networks for the TR refinement, or None for its fallbacks, which
+    ``fallbacks`` lists.
     """
 
     name = "hybrid"
+    step_images = STEP_IMAGES
 
     def __init__(self, vaeedof=None, config: HybridConfig = HybridConfig(), *, refine_config=None, fsb=None, keb=None,  # noqa: ANN001
-                 save_steps: Path | None = None, protected: Iterable[str | os.PathLike[str]] = ()) -> None:
-        self.protected: tuple[Path, ...] = tuple(Path(p) for p in protected)
-        self.save_steps = None
-        self.set_steps_dir(save_steps)
+                 fallbacks: Sequence[str] = ()) -> None:
         self.vaeedof = vaeedof
         self.config = config
         self.refine_config = refine_config
         self.fsb = fsb
         self.keb = keb
+        self.fallbacks = list(fallbacks)
         if vaeedof is not None:
             self.backend = vaeedof.backend
             self.device, self.precision = vaeedof.backend.device, vaeedof.backend.precision
+            self.precision_reason = getattr(vaeedof.backend, "precision_reason", "")
+            self.max_frames = vaeedof.backend.frames
         else:
             self.device, self.precision = "cpu", "fp32"
-
-    def set_steps_dir(self, folder: Path | None, protected: Iterable[str | os.PathLike[str]] | None = None) -> None:
-        """Where the next fusions write their maps (None: nowhere). ``fuse_stack`` calls this
-        once per stack, after checking the folder (``--overwrite`` for a non-empty one).
-
-        ``protected``: this stack's input frames, never written over (None keeps the paths
-        given before). A frame that a step image would replace is refused here, before any work.
-
-        Raises:
-            OutputExistsError: a step file in ``folder`` is one of ``protected``.
-        """
-        if protected is not None:
-            self.protected = tuple(Path(p) for p in protected)
-        self.save_steps = Path(folder) if folder is not None else None
-        self._calls = 0
-        if self.save_steps is not None and self.protected:
-            check_steps_protected(self.save_steps, self.protected)
+            self.precision_reason = "no networks (decision and transition refinement only)"
+            self.max_frames = None
 
     def fuse(self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None) -> np.ndarray:
-        """``K x (H, W, 3)`` float32 in [0, 1], one size -> ``(H, W, 3)`` float32 in [0, 1].
-
-        With ``save_steps``, every map is written there as a 16-bit PNG (a long stack fused in
-        slabs writes one subfolder per call after the first: ``call_01``, ...)."""
-        steps = self.steps(frames, on_tile=on_tile)
-        if self.save_steps is not None:
-            folder = self.save_steps if self._calls == 0 else self.save_steps / f"call_{self._calls:02d}"
-            write_steps(steps, folder, protected=self.protected)
-        self._calls += 1
-        return steps.fused
+        """``K x (H, W, 3)`` float32 in [0, 1], one size -> ``(H, W, 3)`` float32 in [0, 1]."""
+        return self.steps(frames, on_tile=on_tile).fused
 
     def steps(self, frames: Sequence[np.ndarray], *, on_tile: Advance | None = None) -> HybridSteps:
-        from focusstack.refinement.refine import RefineConfig
-        from focusstack.refinement.stack import refine_stack
-
         cfg = self.config
         k = len(frames)
         if k < 1:
             raise ValueError("fuse needs at least one frame")
         if self.vaeedof is not None and k > self.vaeedof.backend.frames:
-            from focusstack.errors import StackError
-
             raise StackError("too many frames for one hybrid fusion", expected=f"at most {self.vaeedof.backend.frames}",
-                             actual=str(k), fix="fuse through focusstack.stacking, which splits long stacks into slabs")
+                             actual=str(k), fix="fuse through focusstack.stack, which splits long stacks into slabs")
         h, w = frames[0].shape[:2]
         shape = (h, w)
         progress = {"done": 0, "total": 4}
@@ -286,10 +254,10 @@ class HybridEngine:
         # only boundaries the TR refinement acted on, between regions that were decided with
         # confidence (a noisy map in an ambiguous region has boundaries everywhere: not transitions)
         band &= cv2.dilate(tr_active.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-        decided = cv2.boxFilter(ramp.astype(np.float32), cv2.CV_32F, (2 * band_px + 1,) * 2, borderType=_BORDER)
+        decided = box_mean(ramp.astype(np.float32), 2 * band_px + 1)
         band &= decided >= 0.5
         trust = np.maximum(np.maximum(ramp, agree), band.astype(np.float32))
-        trust = np.clip(_gauss(trust.astype(np.float32), cfg.px(cfg.feather, shape, 1.5)), 0.0, 1.0)
+        trust = np.clip(gaussian(trust.astype(np.float32), cfg.px(cfg.feather, shape, 1.5)), 0.0, 1.0)
         trust[trust > 0.999] = 1.0
         trust = trust.astype(np.float32)
         progress["done"] += 1
@@ -329,63 +297,3 @@ class HybridEngine:
         }
         return HybridSteps(steps, refined, tr_active, agree, trust, confidence.astype(np.float32), v_full, box,
                            np.clip(out, 0.0, 1.0), info)
-
-
-def _json_value(v: object) -> object:
-    """numpy scalars and arrays as JSON numbers and lists (a box was once written as strings:
-    ``[0, "87", "339", 510]``); anything else as its string."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)
-
-
-def check_steps_protected(folder: Path, protected: Iterable[str | os.PathLike[str]]) -> None:
-    """Refuse a steps folder where a step file (:data:`STEP_FILES`) would replace one of
-    ``protected`` (an input frame): ``--save-steps`` into the input folder is fine, writing over
-    a frame is not, not even with ``--overwrite``."""
-    from focusstack.errors import OutputExistsError
-
-    folder = Path(folder)
-    targets = {(folder / n).resolve(): folder / n for n in STEP_FILES}
-    for item in protected:
-        hit = targets.get(Path(item).resolve())
-        if hit is not None:
-            raise OutputExistsError(
-                f"--save-steps {folder}: the step file {hit.name} would replace the input frame {item}",
-                expected="a --save-steps folder without input frames named like a step file "
-                f"({', '.join(STEP_FILES)})",
-                actual=str(item),
-                fix="choose another --save-steps folder (focusstack never overwrites its inputs, "
-                "not even with --overwrite)",
-            )
-
-
-def write_steps(steps: HybridSteps, folder: Path, *, protected: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
-    """Write :meth:`HybridSteps.visualise` as 16-bit PNGs (``<name>.png``) plus ``info.json``
-    into ``folder`` (created), all or none. Files of the same name are replaced: the caller
-    checks the folder first (``focusstack.stacking.check_steps_dir`` refuses a non-empty one
-    without ``--overwrite``), and a long stack's later calls go to fresh subfolders. None of
-    ``protected`` (the input frames) is ever written over: that raises
-    :class:`~focusstack.errors.OutputExistsError` before anything is written."""
-    import json
-
-    from focusstack.errors import FileWriteError
-    from focusstack.io.writers import check_output, encode_image, write_files
-
-    protected = tuple(protected)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    images = {folder / f"{name}.png": img for name, img in steps.visualise().items()}
-    info = folder / "info.json"
-    for path in (*images, info):  # before the work of encoding: an input among them writes nothing
-        check_output(path, True, protected, error_class=FileWriteError)
-    files = []
-    for path, img in images.items():
-        rgb = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
-        files.append((path, encode_image(path, np.clip(rgb, 0.0, 1.0).astype(np.float32), bit_depth=16)))
-    files.append((info, (json.dumps(steps.info, indent=2, default=_json_value) + "\n").encode()))
-    # one all-or-none write: the folder never mixes the maps of two runs
-    write_files(files, overwrite=True, protected=protected, error_class=FileWriteError)
-    return list(images)

@@ -67,6 +67,27 @@ class VAEEDOFEngine:
         self.fusion_whole_max = fusion_whole_max
         self.fusion_tiles = TileConfig(tile=fusion_tile, margin=0)
 
+    # the engine interface (focusstack.engines.base.Engine): what the backend runs on
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @property
+    def precision(self) -> str:
+        return self.backend.precision
+
+    @property
+    def precision_reason(self) -> str:
+        return getattr(self.backend, "precision_reason", "")
+
+    @property
+    def max_frames(self) -> int:
+        return self.backend.frames
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return []
+
     def _fuse_latents(self, stacked: np.ndarray) -> np.ndarray:
         """``(1, F, C, h, w)`` float32 latents -> ``(1, C, h, w)``: whole, or in latent patches."""
         h8, w8 = stacked.shape[-2:]

@@ -10,13 +10,16 @@
 
 from typing import Any
 
+from focusstack.lazy import load
+
 __all__ = ["psnr", "ssim"]
 
+#: Loaded on first use: importing focusstack.metrics.registry (the CLI does, for its help) must
+#: not load torch.
+_LAZY = {"psnr": "focusstack.metrics.basic:psnr", "ssim": "focusstack.metrics.basic:ssim"}
 
-def __getattr__(name: str) -> Any:
-    # lazy: importing focusstack.metrics.registry (the CLI does, for its help) must not load torch
-    if name in __all__:
-        from focusstack.metrics import basic
 
-        return getattr(basic, name)
+def __getattr__(name: str) -> Any:  # noqa: ANN401
+    if name in _LAZY:
+        return load(_LAZY[name])
     raise AttributeError(f"module 'focusstack.metrics' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from focusstack.engines.focus import focus_measure, luminance
+from focusstack.ops import focus_measure, luminance
 
 #: Focus measure scales for the FSB's focus-difference channel (fine scales: the renders and
 #: BetaFusion pairs are a few hundred px, see docs/decision.md on the scale choice).

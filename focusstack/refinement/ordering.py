@@ -27,7 +27,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from focusstack.engines.reblur import pair_seams
+from focusstack.maps.decision import decision_steps
+from focusstack.maps.reblur import pair_seams
+from focusstack.ops import luminance
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Ordering:
 
 def pair_boundaries(labels: np.ndarray, width: int) -> dict[tuple[int, int], np.ndarray]:
     """For every pair of labels ``(i, j)``, ``i < j``, that touch: the ``(H, W)`` bool band of
-    pixels within ``width`` px of their shared boundary (:func:`~focusstack.engines.reblur.pair_seams`, dilated)."""
+    pixels within ``width`` px of their shared boundary (:func:`~focusstack.maps.reblur.pair_seams`, dilated)."""
     if labels.ndim != 2:
         raise ValueError(f"labels must be (H, W), got {labels.shape}")
     ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
@@ -112,11 +114,7 @@ def order_frames(frames: Sequence[np.ndarray], labels: np.ndarray | None = None)
     """``K x (H, W, 3)`` float32 in [0, 1] -> :class:`Ordering`, running the decision engine for
     the labels when they are not given. The band half-width is 3 % of the shorter side (8 px at
     256 px)."""
-    from focusstack.engines.focus import luminance
-
     if labels is None:
-        from focusstack.engines.decision import decision_steps
-
         labels = decision_steps(frames).labels
     width = max(4, int(round(0.03 * min(labels.shape))))
     return order_by_occlusion([luminance(f) for f in frames], labels, width=width)

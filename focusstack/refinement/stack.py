@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from focusstack.engines.decision import DecisionSteps, decision_steps
+from focusstack.maps.decision import DecisionSteps, decision_steps
 from focusstack.refinement.diffusion import diffusion_component
 from focusstack.refinement.ordering import Ordering, order_frames, pair_boundaries
 from focusstack.refinement.refine import (
@@ -32,11 +32,10 @@ from focusstack.refinement.refine import (
     estimate_sigma,
     far_share_estimate,
     fsb_mask,
-    linear_to_srgb,
     refine_boundary,
     share_scale,
-    srgb_to_linear,
 )
+from focusstack.ops import linear_to_srgb, srgb_to_linear
 
 
 @dataclass

@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from focusstack.io.writers import atomic_output
+
 #: Longer side of a thumbnail (px).
 THUMB_SIDE = 320
 #: Longer side (px) at which frames are compared for sharpness.
@@ -150,8 +152,6 @@ def render_report(entries: list[ReportEntry], report_path: Path, title: str) -> 
 def write_report(path: Path, entries: list[ReportEntry], *, title: str, overwrite: bool = True,
                  protected: tuple = ()) -> Path:
     """Write the contact sheet atomically (a rerun replaces the batch's own report)."""
-    from focusstack.io import atomic_output
-
     text = render_report(entries, path, title).encode("utf-8")
     with atomic_output(path, overwrite=overwrite, protected=protected) as tmp:
         with open(tmp, "wb") as f:

@@ -38,24 +38,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+
 _BORDER = cv2.BORDER_REFLECT_101
 _K3 = np.ones((3, 3), np.uint8)
-#: sRGB decoding table (4096 steps over [0, 1]) for :func:`linear_luminance`.
-_LUT_X = np.linspace(0.0, 1.0, 4096, dtype=np.float32)
-_LUT_Y = np.where(_LUT_X <= 0.04045, _LUT_X / 12.92, ((_LUT_X + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_luminance(y: np.ndarray) -> np.ndarray:
-    """sRGB-encoded luminance ``(H, W)`` float32 in [0, 1] -> linear light, same shape/dtype
-    (the decoding curve applied to the encoded luma: within 0.05 dB of the luminance of
-    linear RGB on devbench, at a third of the cost)."""
-    y = np.asarray(y, np.float32)
-    idx = np.clip(y * np.float32(4095.0), 0.0, 4095.0)
-    lo = idx.astype(np.int32)
-    frac = idx - lo
-    hi = np.minimum(lo + 1, 4095)
-    return (_LUT_Y[lo] * (1.0 - frac) + _LUT_Y[hi] * frac).astype(np.float32)
-
 
 def defocus_blur(y: np.ndarray, radius: float) -> np.ndarray:
     """``(H, W)`` float32 blurred by the defocus PSF of ``radius`` px, modelled as a Gaussian of

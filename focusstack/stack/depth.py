@@ -11,7 +11,7 @@ size (best measure, worst measure, index of the best), so a stack of any length 
 3. inpaints the undecided pixels from their decided neighbourhood (``cv2.inpaint``, Telea),
 4. brings the map to the output size.
 
-The focus measure is the decision engine's (``focusstack.engines.focus.focus_measure``), with
+The focus measure is the decision engine's (``focusstack.ops.focus.focus_measure``), with
 the same aggregation, so the depth map and the decision agree where the evidence is clear.
 
 The map is written by :func:`write_depth_map` as a 16-bit PNG or TIFF (grey, stored in three
@@ -29,8 +29,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from focusstack.engines.focus import focus_measure, luminance
+from focusstack.ops import focus_measure, luminance
 from focusstack.errors import UsageError
+from focusstack.io import write_image
 
 #: Largest area (px) the measures are computed at (larger frames are downscaled, area average).
 WORK_PIXELS = 1_000_000
@@ -146,8 +147,6 @@ def check_depth_path(path: Path, what: str = "--depth-map") -> None:
 
 def write_depth_map(path: Path, depth: DepthMap, *, overwrite: bool, protected: Iterable[Path] = ()) -> Path:
     """16-bit grey (three equal channels) PNG or TIFF; ``value / 65535 * (frames - 1)`` = index."""
-    from focusstack.io import write_image
-
     check_depth_path(path)
     g = depth.normalised()
     return write_image(path, np.repeat(g[:, :, None], 3, axis=2), bit_depth=16, overwrite=overwrite, protected=protected)
@@ -163,6 +162,4 @@ def colorize(depth: DepthMap) -> np.ndarray:
 
 def write_depth_preview(path: Path, depth: DepthMap, *, overwrite: bool, protected: Iterable[Path] = ()) -> Path:
     """8-bit colour-mapped preview (any output format: .png, .jpg, .tif)."""
-    from focusstack.io import write_image
-
     return write_image(path, colorize(depth), bit_depth=8, overwrite=overwrite, protected=protected)

@@ -36,7 +36,9 @@ import numpy as np
 from focusstack.config import DEFAULT_MAX_PIXELS, DEVICES
 from focusstack.errors import ConfigError, FileWriteError, PairingError, UsageError
 from focusstack.io import SUPPORTED_EXTENSIONS, check_output, natural_sort, read_image, write_files
+from focusstack.lazy import load
 from focusstack.metrics.registry import BY_KEY, METRICS, MetricInfo, Unavailable, resolve_metric
+from focusstack.progress import progress_bar
 
 SCHEMA = "focusstack-eval/1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -270,9 +272,9 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
     import torch
 
-    from focusstack.metrics.difficulty import patches
-    from focusstack.metrics.reference import ReferenceScorer
-    from focusstack.progress import progress_bar
+    # the metrics import torch (and piq): loaded when a run starts, not for `eval --help`
+    patches = load("focusstack.metrics.difficulty:patches")
+    ReferenceScorer = load("focusstack.metrics.reference:ReferenceScorer")  # noqa: N806
 
     t0 = time.perf_counter()
     if not config.methods:
@@ -496,8 +498,8 @@ class _Refs:
 def _load_refs(entry: _Entry, config: EvalConfig, want_diff: bool) -> _Refs:
     import torch
 
-    from focusstack.metrics.difficulty import difficulty
-    from focusstack.metrics.masks import labels_from_masks
+    difficulty = load("focusstack.metrics.difficulty:difficulty")
+    labels_from_masks = load("focusstack.metrics.masks:labels_from_masks")
 
     stem, gt_path, src_paths, mask_paths = entry
     gt = _read(gt_path, config) if gt_path is not None else None
@@ -523,8 +525,10 @@ def _load_refs(entry: _Entry, config: EvalConfig, want_diff: bool) -> _Refs:
 def _score(pred: np.ndarray, pred_path: Path, folder: Path, refs: _Refs, keys: list[str], scorer, config: EvalConfig,  # noqa: ANN001
            ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Every metric of one prediction: key -> score or None, and key -> reason for each None."""
-    from focusstack.metrics import fusion as fm
-    from focusstack.metrics.masks import decision_miou, implied_decision, labels_from_masks, miou
+    fm = load("focusstack.metrics:fusion")
+    masks = load("focusstack.metrics:masks")
+    decision_miou, implied_decision, labels_from_masks, miou = (
+        masks.decision_miou, masks.implied_decision, masks.labels_from_masks, masks.miou)
 
     if refs.gt is not None:
         _same_size(pred, refs.gt, pred_path, refs.gt_path, "GT")  # type: ignore[arg-type]
