@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from focusstack.config import AlignConfig, FuseConfig  # noqa: E402
 from focusstack.io import read_image  # noqa: E402
-from focusstack.jobs.fuse import fuse_stack# noqa: E402
+from focusstack.jobs.fuse import fuse_stack  # noqa: E402
 
 SETS = ("devA", "devTR", "mfvoc")
 

@@ -30,22 +30,19 @@ Gaussians by tails of Gaussians; float32 would lose them a few sigma inside the 
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+from focusstack.ops import gaussian as ops_gaussian
 
 #: The paper's epsilon in Eq. 13.
 EPSILON = 1e-10
-_BORDER = cv2.BORDER_REFLECT_101
 
 
 def gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
     """Isotropic Gaussian blur (Eq. 2) of an ``(H, W)`` or ``(H, W, C)`` array with ``sigma``
     px, kernel radius ``ceil(4 sigma)``, mirrored border; same dtype (float32/64) out.
-    ``sigma <= 0`` returns a copy."""
-    if sigma <= 0:
-        return np.array(x, copy=True)
-    r = int(np.ceil(4.0 * sigma))
-    return cv2.GaussianBlur(x, (2 * r + 1, 2 * r + 1), float(sigma), borderType=_BORDER)
+    ``sigma <= 0`` returns a copy (:func:`focusstack.ops.gaussian` with ``truncate=4``)."""
+    return ops_gaussian(x, sigma, truncate=4.0)
 
 
 def _check(near: np.ndarray, far: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
