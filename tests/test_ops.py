@@ -1,0 +1,58 @@
+"""focusstack.ops: the shared array operations (one shape check, one luminance, the filters)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from focusstack.ops import (
+    LUMA_WEIGHTS,
+    check_frames,
+    check_shape,
+    gaussian,
+    linear_luminance,
+    linear_to_srgb,
+    luminance,
+    srgb_to_linear,
+)
+
+
+def test_check_shape_names_the_expected_and_the_actual_shape():
+    a = np.zeros((4, 5, 3), np.float32)
+    assert check_shape(a, "H W 3") is not None
+    assert check_shape(np.zeros((2, 4, 5)), "* H W").shape == (2, 4, 5)
+    with pytest.raises(ValueError, match=r"image must be \(H, W, 3\), got shape \(4, 5\)"):
+        check_shape(np.zeros((4, 5)), "H W 3", "image")
+    with pytest.raises(ValueError, match=r"\(K, H, H\)"):
+        check_shape(np.zeros((2, 4, 5)), "K H H")  # the same letter: the same size
+    with pytest.raises(ValueError, match="got shape"):
+        check_shape(a, "H W 4")
+
+
+def test_check_frames_scales_integers_and_refuses_mixed_sizes():
+    u16 = np.full((3, 4, 3), 65535, np.uint16)
+    out = check_frames([u16, np.zeros((3, 4, 3), np.uint8)])
+    assert out[0].dtype == np.float32 and out[0].max() == 1.0 and out[1].max() == 0.0
+    with pytest.raises(ValueError, match="share one shape"):
+        check_frames([u16, np.zeros((3, 5, 3), np.uint16)])
+    with pytest.raises(ValueError, match="at most 1 frames"):
+        check_frames([u16, u16], max_frames=1)
+
+
+def test_luminance_is_rec709_and_the_srgb_curve_round_trips():
+    rng = np.random.default_rng(0)
+    img = rng.random((8, 9, 3), dtype=np.float32)
+    np.testing.assert_allclose(luminance(img), img @ np.array(LUMA_WEIGHTS, np.float32), atol=1e-6)
+    x = np.linspace(0, 1, 1001, dtype=np.float32)
+    np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(x)), x, atol=2e-6)
+    np.testing.assert_allclose(linear_luminance(x[None]), srgb_to_linear(x)[None], atol=2e-5)
+
+
+def test_gaussian_truncation_sets_the_kernel_radius():
+    x = np.zeros((41, 41), np.float32)
+    x[20, 20] = 1.0
+    g4 = gaussian(x, 2.0, truncate=4.0)  # radius ceil(8) = 8: nothing beyond 8 px
+    assert g4[20, 29] == 0.0 and g4[20, 28] > 0.0
+    np.testing.assert_array_equal(gaussian(x, 2.0), cv2.GaussianBlur(x, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT_101))
+    assert np.shares_memory(gaussian(x, 0.0, truncate=4.0), x) is False
