@@ -22,7 +22,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from focusstack.backends import export as export_mod  # noqa: E402
 from focusstack.backends.export import OnnxExportError, export_part, read_sidecar  # noqa: E402
-from focusstack.backends.onnx_backend import OnnxBackend, make_backend  # noqa: E402
+from focusstack.backends import make_backend  # noqa: E402
+from focusstack.backends.onnx_backend import OnnxBackend  # noqa: E402
 from focusstack.backends.torch_backend import TorchBackend  # noqa: E402
 from focusstack.config import TileConfig  # noqa: E402
 from focusstack.engines.vaeedof import VAEEDOFEngine  # noqa: E402

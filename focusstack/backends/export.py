@@ -36,6 +36,7 @@ names ``<part>-<digest[:16]>.onnx``: new weights get new files, old ones are nev
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -51,9 +52,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from focusstack.backends.device import missing_onnx_error, onnx_available
 from focusstack.config import BACKEND_PARTS, PARTS, TOLERANCE  # noqa: F401  (re-exported)
-
-from focusstack.errors import FocusstackError, UsageError
+from focusstack.errors import FocusstackError, OutputExistsError, UsageError
+from focusstack.networks.weights import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,6 @@ class ExportedModel:
 
 def onnx_cache_dir() -> Path:
     """``$FOCUSSTACK_CACHE_DIR/onnx`` or ``<user cache>/focusstack/onnx``."""
-    from focusstack.networks.weights import cache_dir
-
     return cache_dir() / "onnx"
 
 
@@ -126,8 +126,6 @@ def weights_digest(part: str, module: torch.nn.Module, config: dict | None = Non
 
 
 def _sha256(path: Path) -> str:
-    from focusstack.networks.weights import sha256_file
-
     return sha256_file(path)
 
 
@@ -209,7 +207,7 @@ def _export(part: str, module: torch.nn.Module, example: torch.Tensor, dest: Pat
 
 def verify_onnx(path: Path, module: torch.nn.Module, x: torch.Tensor) -> float:
     """Max abs difference between ONNX Runtime (CPU, fp32) and ``module`` on ``x``."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional extra: onnxruntime
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -253,12 +251,8 @@ def export_part(
     """
     if part not in PARTS:
         raise UsageError(f"unknown ONNX part {part!r}", expected=" | ".join(PARTS), actual=part)
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        from focusstack.backends.onnx_backend import missing_onnx_error
-
-        raise missing_onnx_error() from None
+    if not onnx_available():
+        raise missing_onnx_error()
     module = _cpu_fp32(module)
     config = config if config is not None else _config(module)
     digest = digest or weights_digest(part, module, config)
@@ -321,8 +315,6 @@ def export_part(
 def _cpu_fp32(module: torch.nn.Module) -> torch.nn.Module:
     p = next(module.parameters(), None)
     if p is not None and (p.device.type != "cpu" or p.dtype != torch.float32):
-        import copy
-
         module = copy.deepcopy(module).to("cpu", torch.float32)
     return module.eval()
 
@@ -371,8 +363,6 @@ def export_to_folder(
     overwrite: bool = False,
 ) -> dict[str, ExportedModel]:
     """``focusstack export-onnx``: write ``<part>.onnx`` (+ ``.onnx.json``) into ``folder``."""
-    from focusstack.errors import OutputExistsError
-
     folder = Path(folder)
     modules = part_modules(vae, fusion)
     for part in parts:

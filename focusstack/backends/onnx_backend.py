@@ -19,54 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+# make_backend moved to focusstack.backends (issue 20): importable from here until
+# engines/network.py and jobs/bench.py import it from there.
+from focusstack.backends import make_backend  # noqa: F401
 from focusstack.backends.base import FusionBackend
+
+# missing_onnx_error, onnx_available and resolve_onnx_device live in focusstack.backends.device
+# (export.py needs them too, and must not import this module); importable from here as before.
+from focusstack.backends.device import missing_onnx_error, onnx_available, resolve_onnx_device
 from focusstack.errors import ConfigError
-
-BACKENDS = ("torch", "onnx")
-
-
-def missing_onnx_error() -> ConfigError:
-    return ConfigError(
-        "the ONNX backend needs onnxruntime, which is not installed",
-        expected="onnx, onnxscript and onnxruntime (or onnxruntime-gpu) importable",
-        actual="import onnxruntime failed",
-        # no square brackets here: the CLI prints messages as rich markup, which would eat "[onnx]"
-        fix="pip install onnx onnxscript onnxruntime (the onnx extra; onnxruntime-gpu for CUDA), "
-        "or use --backend torch",
-    )
-
-
-def onnx_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_onnx_device(device: str) -> tuple[str, list[str]]:
-    """``(device, providers)``. ``auto`` takes CUDA when onnxruntime offers it."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    has_cuda = "CUDAExecutionProvider" in available
-    if device == "auto":
-        device = "cuda" if has_cuda else "cpu"
-    if device == "cuda":
-        if not has_cuda:
-            raise ConfigError(
-                "--device cuda was asked for but onnxruntime has no CUDA execution provider",
-                expected="onnxruntime-gpu and a GPU",
-                actual=f"onnxruntime {ort.__version__}, providers {', '.join(available)}",
-                fix="install onnxruntime-gpu (the gpu extra) instead of onnxruntime, or use --device cpu",
-            )
-        return "cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device != "cpu":
-        raise ConfigError("unknown device", expected="auto | cpu | cuda", actual=device)
-    return "cpu", ["CPUExecutionProvider"]
+from focusstack.lazy import load
 
 
 def resolve_onnx_precision(precision: str) -> str:
+    """``--precision`` for ONNX Runtime: ``auto`` or ``fp32`` -> ``"fp32"``; anything else raises :class:`ConfigError`."""
     if precision in ("auto", "fp32"):
         return "fp32"
     raise ConfigError(
@@ -99,7 +65,7 @@ class OnnxBackend(FusionBackend):
         ``threads``: intra-op threads per session; 0 lets ONNX Runtime choose (physical cores).
         """
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional extra: onnxruntime
         except ImportError:
             raise missing_onnx_error() from None
         self.device, providers = resolve_onnx_device(device)
@@ -146,9 +112,8 @@ class OnnxBackend(FusionBackend):
         if not onnx_available():
             raise missing_onnx_error()
         resolve_onnx_precision(precision)  # fail before a long export
-        from focusstack.backends.export import cached_export
-
-        exported = cached_export(vae, fusion, cache=cache)
+        # export.py imports torch: reached on first use, and it never imports this module.
+        exported = load("focusstack.backends.export:cached_export")(vae, fusion, cache=cache)
         backend = cls(
             {part: info.path for part, info in exported.items()},
             frames=fusion.cfg.frames if fusion is not None else 7,
@@ -198,36 +163,3 @@ class OnnxBackend(FusionBackend):
         if h % 8 or w % 8:
             raise ValueError(f"latent height and width must be multiples of 8, got {h}x{w}")
         return self._run(self._fusion, latents.reshape(b, f * c, h, w))
-
-
-def make_backend(
-    name: str,
-    vae,  # noqa: ANN001
-    fusion,  # noqa: ANN001
-    *,
-    device: str = "auto",
-    precision: str = "auto",
-    threads: int = 0,
-    cache: Path | None = None,
-) -> FusionBackend:
-    """``torch`` or ``onnx`` backend for these models (what ``fuse --backend`` and ``bench`` use).
-
-    ``threads`` > 0 sets torch's intra-op threads (process-wide) or ONNX Runtime's per session.
-    """
-    if name == "torch":
-        from focusstack.backends.torch_backend import TorchBackend
-
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        return TorchBackend(vae, fusion, device=device, precision=precision)
-    if name == "onnx":
-        return OnnxBackend.from_torch(vae, fusion, device=device, precision=precision, threads=threads, cache=cache)
-    raise ConfigError(
-        "unknown value for --backend",
-        expected=" | ".join(BACKENDS),
-        actual=repr(name),
-        fix=f"pass one of: {', '.join(BACKENDS)}",
-    )
-

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from focusstack.backends.base import FusionBackend
+from focusstack.backends.device import resolve_device
 from focusstack.errors import ConfigError
 from focusstack.networks.fusion_unet import FusionUNet
 from focusstack.networks.taesd import TAESD
@@ -48,22 +49,6 @@ def precision_reason(precision: str, device: str) -> str:
     if cpu_has_fast_bf16():
         return "CPU with AMX-BF16: bf16 convolutions are faster"
     return "CPU without AMX: bf16 convolutions are slower than fp32 here, fp32"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``. ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "--device cuda was asked for but no CUDA GPU is visible to PyTorch",
-            expected="a CUDA build of torch and a GPU",
-            actual=f"torch {torch.__version__}, cuda available: False",
-            fix="use --device cpu (or auto)",
-        )
-    if device not in ("cpu", "cuda"):
-        raise ConfigError("unknown device", expected="auto | cpu | cuda", actual=device)
-    return device
 
 
 def resolve_precision(precision: str, device: str) -> str:

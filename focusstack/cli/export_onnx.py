@@ -1,5 +1,6 @@
-"""`focusstack export-onnx`: export TAEF2's encoder and decoder and the Fusion U-Net to ONNX,
-each verified against torch (``focusstack.backends.export``)."""
+"""`focusstack export-onnx`: parse options, build an ExportConfig, call the job
+``focusstack.jobs.export.export_onnx`` (TAEF2 and the Fusion U-Net to ONNX, each verified against
+torch) through a lazy reference: the help imports no torch."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import typer
 from focusstack.cli.common import err_console, handle_errors, print_json
 from focusstack.cli.options import Command, DebugOpt, JsonOpt, OverwriteOpt, VaeWeightsOpt, choice, value
 from focusstack.config import BACKEND_PARTS, FUSION_DIR_ENV, PARTS, TOLERANCE, VAE_DIR_ENV
+from focusstack.jobs.export import ExportConfig
+from focusstack.lazy import call
 
 Part = choice("Part", PARTS)
 
@@ -40,29 +43,17 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
-        from focusstack.backends.export import export_to_folder
-        from focusstack.backends.onnx_backend import missing_onnx_error, onnx_available
-        from focusstack.errors import ConfigError, UsageError
-        from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
-
         with handle_errors(debug):
-            parts = tuple(dict.fromkeys([value(p) for p in part] if part else BACKEND_PARTS))
-            for p in parts:
-                if p not in PARTS:
-                    raise ConfigError("unknown value for --part", expected=" | ".join(PARTS), actual=repr(p),
-                                      fix=f"pass one of: {', '.join(PARTS)}")
-            if not tolerance > 0:
-                raise ConfigError("--tolerance must be positive", expected="> 0", actual=str(tolerance))
-            if output.exists() and not output.is_dir():
-                raise UsageError(f"--output {output} is a file", fix="give a folder")
-            if not onnx_available():
-                raise missing_onnx_error()
-            fusion = load_fusion(fusion_weights).model if "fusion" in parts else None
-            vae = load_vae(resolve_vae_dir(vae_weights))
-            output.mkdir(parents=True, exist_ok=True)
-            done = export_to_folder(vae, fusion, output, parts=parts, tolerance=tolerance, overwrite=overwrite)
+            config = ExportConfig(
+                parts=tuple(value(p) for p in part) if part else BACKEND_PARTS,
+                tolerance=tolerance,
+                overwrite=overwrite,
+                vae_weights=vae_weights,
+                fusion_weights=fusion_weights,
+            )
+            res = call("focusstack.jobs.export:export_onnx", output, config)
             if json_out:
-                print_json({p: info.to_dict() for p, info in done.items()})
-            for p, info in done.items():
+                print_json(res.to_dict())
+            for info in res.parts.values():
                 err_console.print(f"wrote {info.path} ({info.exporter} exporter, max abs diff from torch "
                                   f"{info.max_abs_diff:.2g} <= {info.tolerance:g}, {info.seconds:.1f} s)")
