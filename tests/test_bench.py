@@ -129,9 +129,9 @@ def test_json_has_every_backend(weights_args):
 
 
 def test_missing_onnxruntime_is_a_clear_usage_error(weights_args, monkeypatch):
-    import focusstack.backends.onnx_backend as ob
+    import focusstack.jobs.bench as jb
 
-    monkeypatch.setattr(ob, "onnx_available", lambda: False)
+    monkeypatch.setattr(jb, "onnx_available", lambda: False)
     r = _bench("--backend", "onnx", *TINY, *weights_args)
     assert r.exit_code == 2 and "pip install onnx onnxscript onnxruntime" in r.output
 

@@ -19,9 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-# make_backend moved to focusstack.backends (issue 20): importable from here until
-# engines/network.py and jobs/bench.py import it from there.
-from focusstack.backends import make_backend  # noqa: F401
 from focusstack.backends.base import FusionBackend
 
 # missing_onnx_error, onnx_available and resolve_onnx_device live in focusstack.backends.device

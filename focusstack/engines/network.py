@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from focusstack.backends.onnx_backend import make_backend
+from focusstack.backends import make_backend
 from focusstack.config import FuseConfig
 from focusstack.engines.base import Engine
 from focusstack.engines.hybrid import HybridEngine

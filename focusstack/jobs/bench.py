@@ -34,11 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
-from focusstack.config import DEVICES, MAX_FRAMES
+from focusstack.backends import make_backend
+from focusstack.backends.device import missing_onnx_error, onnx_available, resolve_device, resolve_onnx_device
+from focusstack.config import BACKENDS, DEVICES, MAX_FRAMES, TileConfig
+from focusstack.engines.vaeedof import VAEEDOFEngine
+from focusstack.lazy import load
+from focusstack.progress import progress_bar
 from focusstack.errors import ConfigError, FocusstackError, UsageError
 
 SCHEMA = "focusstack-bench/1"
-BACKENDS = ("torch", "onnx")
 BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 MIN_FRAMES = 2
 #: Fields that identify an entry; a baseline entry matches a new one when all of them agree.
@@ -209,7 +213,7 @@ def _host() -> dict:
     import torch
 
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional extra: onnxruntime
 
         ort_version, providers = ort.__version__, ort.get_available_providers()
     except ImportError:
@@ -246,8 +250,11 @@ def _load_models(cfg: BenchConfig):  # noqa: ANN202
     architecture sets the speed), else a seeded random one of the default architecture."""
     import torch
 
-    from focusstack.networks.fusion_unet import FusionUNet
-    from focusstack.networks.weights import FUSION_WEIGHTS, default_fusion_dir, load_fusion, load_vae, resolve_vae_dir
+    # the networks import torch: loaded when a measurement starts, not for `bench --help`
+    FusionUNet = load("focusstack.networks.fusion_unet:FusionUNet")  # noqa: N806
+    weights = load("focusstack.networks:weights")
+    FUSION_WEIGHTS, default_fusion_dir, load_fusion, load_vae, resolve_vae_dir = (  # noqa: N806
+        weights.FUSION_WEIGHTS, weights.default_fusion_dir, weights.load_fusion, weights.load_vae, weights.resolve_vae_dir)
 
     vae_dir = resolve_vae_dir(cfg.vae_weights)
     vae = load_vae(vae_dir)
@@ -266,8 +273,7 @@ def _load_models(cfg: BenchConfig):  # noqa: ANN202
 
 def _plan(cfg: BenchConfig) -> tuple[list[tuple[str, str, str]], list[dict]]:
     """``[(backend, device, precision)]`` to run and the skipped combinations with the reason."""
-    from focusstack.backends.onnx_backend import missing_onnx_error, onnx_available, resolve_onnx_device
-    from focusstack.backends.torch_backend import resolve_device, resolve_precision
+    resolve_precision = load("focusstack.backends.torch_backend:resolve_precision")  # imports torch
 
     backends = cfg.backends or (("torch", "onnx") if onnx_available() else ("torch",))
     plan, skipped = [], []
@@ -389,7 +395,7 @@ def describe_regression(r: dict) -> str:
 
 def _has_matplotlib() -> bool:
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (optional extra: matplotlib)
     except ImportError:
         return False
     return True
@@ -427,10 +433,10 @@ def write_plot(result: BenchResult, path: Path) -> str:
     size = result.config["size"]
     title = f"{size}x{size} images per second ({result.host['cpu']})"
     if _has_matplotlib():
-        import matplotlib
+        import matplotlib  # optional extra: matplotlib (plots)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # optional extra: matplotlib
 
         fig, ax = plt.subplots(figsize=(8, 4.5))
         width = 0.8 / max(1, len(series))
@@ -534,11 +540,6 @@ def run_bench(cfg: BenchConfig = BenchConfig()) -> BenchResult:
     ``result.baseline["regressions"]``; the caller decides the exit code.
     """
     import torch
-
-    from focusstack.backends.onnx_backend import make_backend
-    from focusstack.config import TileConfig
-    from focusstack.engines.vaeedof import VAEEDOFEngine
-    from focusstack.progress import progress_bar
 
     if cfg.plot is not None:
         check_plot_path(cfg.plot)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from focusstack.backends.device import resolve_device
 from focusstack.config import DEFAULT_MAX_PIXELS, DEVICES
 from focusstack.errors import ConfigError, FileWriteError, PairingError, UsageError
 from focusstack.io import SUPPORTED_EXTENSIONS, check_output, natural_sort, read_image, write_files
@@ -302,10 +303,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
     if config.threads > 0:
         torch.set_num_threads(config.threads)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available", expected="a CUDA GPU visible to torch",
-                          actual="none", fix="pass --device cpu or --device auto")
-    device = "cuda" if config.device == "auto" and torch.cuda.is_available() else ("cpu" if config.device == "auto" else config.device)
+    device = resolve_device(config.device)
     scorer = ReferenceScorer(ref_keys, device=device, allow_download=config.download_weights,
                              download_timeout_s=config.download_timeout_s)
     scorer.prepare()
@@ -627,10 +625,10 @@ def _difficulty_table(diff_values: list[np.ndarray], patch_scores: dict, patch_k
 
 
 def _plots(diff: dict, plot_paths: dict[str, Path], config: EvalConfig) -> list[tuple[Path, bytes]]:
-    import matplotlib
+    import matplotlib  # optional extra: matplotlib (plots)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional extra: matplotlib
 
     edges = np.asarray(diff["edges"])
     centres = (edges[:-1] + edges[1:]) / 2
