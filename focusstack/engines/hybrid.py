@@ -135,13 +135,15 @@ STEP_IMAGES = ("decision_map", "decision_confidence", "agreement", "trust", "con
                "decision", "transition_refined", "hybrid", "vaeedof")
 
 
-def agreement_map(frames: Sequence[np.ndarray], reference: np.ndarray, tol: float, radius: int) -> np.ndarray:
+def agreement_map(frames: Sequence[np.ndarray], reference: np.ndarray, tol: float, radius: int,
+                  lumas: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """``(H, W)`` float32 in [0, 1]: 1 where every frame's luminance is within ``tol`` of the
-    reference's (box mean over ``2 radius + 1``), falling linearly to 0 at twice ``tol``."""
+    reference's (box mean over ``2 radius + 1``), falling linearly to 0 at twice ``tol``.
+    ``lumas``: the frames' luminance when already known (``DecisionSteps.lumas``)."""
     y_ref = luminance(reference)
     spread = np.zeros(y_ref.shape, np.float32)
-    for f in frames:
-        np.maximum(spread, np.abs(luminance(f) - y_ref), out=spread)
+    for y in (lumas if lumas else (luminance(f) for f in frames)):
+        np.maximum(spread, np.abs(y - y_ref), out=spread)
     if radius >= 1:
         spread = box_mean(spread, 2 * radius + 1)
     if tol <= 0:
@@ -247,7 +249,7 @@ class HybridEngine:
         tick()
 
         # 3. trust
-        agree = agreement_map(frames, d0, cfg.agree_tol, int(round(cfg.px(cfg.agree_radius, shape, 2))))
+        agree = agreement_map(frames, d0, cfg.agree_tol, int(round(cfg.px(cfg.agree_radius, shape, 2))), steps.lumas)
         ramp = np.clip((steps.confidence - cfg.trust_low) / (cfg.trust_high - cfg.trust_low), 0.0, 1.0)
         band_px = int(round(cfg.px(cfg.band, shape, 4)))
         band = boundary_band(steps.labels, band_px)

@@ -117,7 +117,7 @@ def refine_tr(
     steps = decision_steps(pix)
     k = len(pix)
     if config.order == "auto":
-        ordering = order_frames(pix, steps.labels)
+        ordering = order_frames(pix, steps.labels, steps.lumas)
     else:
         ordering = Ordering(tuple(range(k)), np.zeros((k, k), np.float32), np.zeros((k, k), np.int64), 0.0)
     ni, fi = ordering.order[0], ordering.order[-1]

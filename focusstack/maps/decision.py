@@ -450,6 +450,9 @@ class DecisionSteps:
     guide: np.ndarray
     fused: np.ndarray | None = None
     params: dict = field(default_factory=dict)
+    #: ``K x (H, W)`` float32 Rec. 709 luminance of each frame at full size, computed once here
+    #: and handed to the layers above (ordering, agreement), which would otherwise redo it.
+    lumas: list[np.ndarray] = field(default_factory=list)
 
     def visualise(self) -> dict[str, np.ndarray]:
         """uint8 images for saving: label maps spread over 0..255, weights of frame 0, confidence."""
@@ -494,9 +497,12 @@ def _run(
     if config.reblur_pixels and mh * mw > config.reblur_pixels:
         rscale = math.sqrt(config.reblur_pixels / (mh * mw))
     rsize = (max(8, int(round(mw * rscale))), max(8, int(round(mh * rscale))))
+    full_lumas: list[np.ndarray] = []  # kept only with the steps
     for i, f in enumerate(frames):
         y = luminance(f)
         guide += y
+        if keep_steps:
+            full_lumas.append(y)
         if scale < 1.0:
             y = cv2.resize(y, (mw, mh), interpolation=cv2.INTER_AREA)
         measures[i] = focus_measure(y, scales=config.scales, window=config.window, noise_sigma=config.noise_sigma)
@@ -576,6 +582,7 @@ def _run(
             guide=guide,
             fused=fused,
             params={"guide_radius_px": gr, "aggregate_sigma_px": round(float(agg), 3), "reblur_pairs": reblur_pairs},
+            lumas=full_lumas,
         )
     return fused, steps, confidence
 

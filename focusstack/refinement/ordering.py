@@ -110,11 +110,13 @@ def order_by_occlusion(
     return Ordering(order, ev, px, conf)
 
 
-def order_frames(frames: Sequence[np.ndarray], labels: np.ndarray | None = None) -> Ordering:
+def order_frames(frames: Sequence[np.ndarray], labels: np.ndarray | None = None,
+                 lumas: Sequence[np.ndarray] | None = None) -> Ordering:
     """``K x (H, W, 3)`` float32 in [0, 1] -> :class:`Ordering`, running the decision engine for
     the labels when they are not given. The band half-width is 3 % of the shorter side (8 px at
     256 px)."""
     if labels is None:
         labels = decision_steps(frames).labels
     width = max(4, int(round(0.03 * min(labels.shape))))
-    return order_by_occlusion([luminance(f) for f in frames], labels, width=width)
+    ys = list(lumas) if lumas else [luminance(f) for f in frames]
+    return order_by_occlusion(ys, labels, width=width)

@@ -77,7 +77,7 @@ def refine_stack(
     if steps is None:
         steps = decision_steps(frames)
     if ordering is None:
-        ordering = order_frames(frames, steps.labels) if config.order == "auto" else Ordering(tuple(range(k)), np.zeros((k, k), np.float32), np.zeros((k, k), np.int64), 0.0)
+        ordering = order_frames(frames, steps.labels, steps.lumas) if config.order == "auto" else Ordering(tuple(range(k)), np.zeros((k, k), np.float32), np.zeros((k, k), np.int64), 0.0)
     rank = {f: r for r, f in enumerate(ordering.order)}
     h, w = steps.labels.shape
     r_init = init.astype(np.float32) if init is not None else steps.fused.astype(np.float32)
