@@ -276,7 +276,8 @@ class FuseConfig:
                 "--slab-overlap out of range",
                 expected=f"0 <= overlap <= {max(0, self.slab_size - 2)}",
                 actual=str(self.slab_overlap),
-                fix="pass --slab-overlap 1 (the default)",
+                fix=(f"pass --slab-overlap {max(0, self.slab_size - 2)}{' or less' if self.slab_size > 2 else ''} "
+                     f"with --slab-size {self.slab_size}, or a --slab-size of at least {self.slab_overlap + 2}"),
             )
 
 

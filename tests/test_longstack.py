@@ -205,3 +205,14 @@ def test_cli_accepts_eight_frames(tmp_path, long_stack):
     r = runner.invoke(app, ["fuse", str(folder), "-o", str(tmp_path / "o.png"), "--engine", "decision", "-q", "--no-align"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o.png").is_file()
+
+
+def test_a_slab_overlap_too_large_for_the_slab_size_says_how_to_fix_it():
+    """--slab-size 2 leaves no room for the default overlap of 1: the fix names a value that works
+    (it once said "pass --slab-overlap 1 (the default)", the value just refused)."""
+    from focusstack.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        FuseConfig(slab_size=2)
+    assert "--slab-overlap 0 with --slab-size 2" in e.value.fix and "at least 3" in e.value.fix
+    FuseConfig(slab_size=2, slab_overlap=0)
