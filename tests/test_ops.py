@@ -56,3 +56,25 @@ def test_gaussian_truncation_sets_the_kernel_radius():
     assert g4[20, 29] == 0.0 and g4[20, 28] > 0.0
     np.testing.assert_array_equal(gaussian(x, 2.0), cv2.GaussianBlur(x, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT_101))
     assert np.shares_memory(gaussian(x, 0.0, truncate=4.0), x) is False
+
+
+def test_compose_copies_hard_pixels_and_sums_soft_ones_exactly():
+    """Against the plain per-pixel sum in float32, frame by frame: bit for bit, across row boxes."""
+    from focusstack.ops import compose
+
+    rng = np.random.default_rng(7)
+    k, h, w = 4, 150, 97  # more rows than one box of the soft sum
+    frames = [rng.random((h, w, 3), dtype=np.float32) for _ in range(k)]
+    labels = rng.integers(0, k, (h, w))
+    weights = np.stack([(labels == i).astype(np.float32) for i in range(k)])
+    soft = rng.random((h, w)) < 0.2
+    r = rng.random((k, h, w)).astype(np.float32)
+    r /= r.sum(axis=0)
+    weights[:, soft] = r[:, soft]
+    ref = np.zeros((h, w, 3), np.float32)
+    for f, m in zip(frames, weights):
+        ref += f * m[..., None]
+    out = compose(frames, weights)
+    np.testing.assert_array_equal(out[soft], np.clip(ref, 0, 1)[soft])
+    hard = ~soft
+    np.testing.assert_array_equal(out[hard], np.choose(labels[hard][:, None], [f[hard] for f in frames]))
