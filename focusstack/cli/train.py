@@ -1,7 +1,7 @@
 """`focusstack train ...`: training commands (the Fusion U-Net, and the transition-region FSB and KEB)."""
 
-from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,6 +10,10 @@ import typer
 from focusstack.cli.common import handle_errors, print_json
 from focusstack.cli.options import Command, Group, DebugOpt, JsonOpt, NoProgressOpt, VaeWeightsOpt, choice, value
 from focusstack.config import TRAIN_DEVICES
+from focusstack.errors import UsageError
+from focusstack.lazy import call
+from focusstack.networks.tr_configs import FSBConfig, KEBConfig
+from focusstack.training.tr_configs import TrainFSBConfig, TrainKEBConfig
 
 TrainDevice = choice("TrainDevice", TRAIN_DEVICES)
 
@@ -42,12 +46,10 @@ def fusion(
     quiet: NoProgressOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    from focusstack.training.fusion import TrainFusionConfig, train_fusion
-
     with handle_errors(debug):
-        given = {k: v for k, v in dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples, pixel_weight=pixel_weight, pixel_patches=pixel_patches, threads=threads).items() if v is not None}
-        cfg = TrainFusionConfig(data=tuple(data), out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
-        summary = train_fusion(cfg)
+        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples, pixel_weight=pixel_weight, pixel_patches=pixel_patches, threads=threads)
+        options = dict(data=tuple(data), out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
+        summary = call("focusstack.jobs.train:train", "fusion", options)
         if json_out:
             print_json(summary)
 
@@ -58,71 +60,58 @@ def _given(**kw) -> dict:  # noqa: ANN003
 
 def _defaults(cls) -> dict:  # noqa: ANN001
     """Field defaults of a training config dataclass (the help texts read them from there)."""
-    import dataclasses
-
     return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
-from focusstack.networks.tr_configs import FSBConfig, KEBConfig  # noqa: E402
-from focusstack.training.tr_configs import TrainFSBConfig, TrainKEBConfig  # noqa: E402
 
 _FSB = _defaults(TrainFSBConfig)
 _KEB = _defaults(TrainKEBConfig)
 
 
-@train_app.command("fsb", cls=Command, help="Train the Foreground Segmentation Branch (transition-region refinement) on 2-frame renders (`render-dataset --frames-min 2 --frames-max 2`). Resumes from OUT/checkpoint.")
-def fsb(
-    data: list[Path] = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/); repeat to train on several together (validation: spread over all their val splits).", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
-    steps: int = typer.Option(None, "--steps", help=f"Total optimisation steps (default {_FSB['steps']}).", show_default=False),
-    batch_size: int = typer.Option(None, "--batch-size", help=f"Crops per step (default {_FSB['batch_size']}).", show_default=False),
-    crop: int = typer.Option(None, "--crop", help=f"Crop size in px (default {_FSB['crop']}).", show_default=False),
-    lr: float = typer.Option(None, "--lr", help=f"Peak AdamW learning rate (default {_FSB['lr']}).", show_default=False),
-    channels: int = typer.Option(None, "--channels", help=f"Network width (default {FSBConfig.channels}; with --init, the init folder's).", show_default=False),
-    minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
-    threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_FSB['threads']}).", show_default=False),
-    device: Annotated[Optional[TrainDevice], typer.Option("--device", help=f"auto: CUDA when present (default {_FSB['device']}).", show_default=False)] = None,  # type: ignore[valid-type]
-    workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {_FSB['workers']}). Use several with --device cuda.", show_default=False),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model folder (e.g. models/fsb; its config.json gives the architecture; exported trained_steps count on) when OUT has no checkpoint.", show_default=False),
-    export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/fsb).", show_default=False),
-    seed: int = typer.Option(0, "--seed"),
-    json_out: JsonOpt = False,
-    quiet: NoProgressOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    from focusstack.training.fsb import TrainFSBConfig, train_fsb
+def _tr_command(kind: str, arch, defaults: dict, *, help: str, data_help: str, several: bool) -> None:  # noqa: A002, ANN001
+    """Register ``train fsb`` or ``train keb``: the same options, each with its own defaults
+    (read from its config dataclass), one job call."""
 
-    with handle_errors(debug):
-        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=None if device is None else value(device), workers=workers)
-        summary = train_fsb(TrainFSBConfig(data=tuple(data), out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given))
-        if json_out:
-            print_json(summary)
+    @train_app.command(kind, cls=Command, help=help)
+    def command(
+        data: list[Path] = typer.Option(..., "--data", help=data_help, show_default=False, metavar=None if several else "<path>"),
+        out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
+        steps: int = typer.Option(None, "--steps", help=f"Total optimisation steps (default {defaults['steps']}).", show_default=False),
+        batch_size: int = typer.Option(None, "--batch-size", help=f"Crops per step (default {defaults['batch_size']}).", show_default=False),
+        crop: int = typer.Option(None, "--crop", help=f"Crop size in px (default {defaults['crop']}).", show_default=False),
+        lr: float = typer.Option(None, "--lr", help=f"Peak AdamW learning rate (default {defaults['lr']}).", show_default=False),
+        channels: int = typer.Option(None, "--channels", help=f"Network width (default {arch.channels}; with --init, the init folder's).", show_default=False),
+        minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
+        threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {defaults['threads']}).", show_default=False),
+        device: Annotated[Optional[TrainDevice], typer.Option("--device", help=f"auto: CUDA when present (default {defaults['device']}).", show_default=False)] = None,  # type: ignore[valid-type]
+        workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {defaults['workers']}). Use several with --device cuda.", show_default=False),
+        init: Optional[Path] = typer.Option(None, "--init", help=f"Start from an exported model folder (e.g. models/{kind}; its config.json gives the architecture; exported trained_steps count on) when OUT has no checkpoint.", show_default=False),
+        export: Optional[Path] = typer.Option(None, "--export", help=f"Write the EMA weights here at the end (e.g. models/{kind}).", show_default=False),
+        seed: int = typer.Option(0, "--seed"),
+        json_out: JsonOpt = False,
+        quiet: NoProgressOpt = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        with handle_errors(debug):
+            if not several and len(data) != 1:
+                raise UsageError(f"train {kind} takes one --data folder", expected="one --data", actual=f"{len(data)} given",
+                                 fix="pass one rendered dataset folder")
+            given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=None if device is None else value(device), workers=workers)
+            options = dict(data=tuple(data) if several else data[0], out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given)
+            summary = call("focusstack.jobs.train:train", kind, options)
+            if json_out:
+                print_json(summary)
 
 
-@train_app.command("keb", cls=Command, help="Train the Kernel Estimation Branch (transition-region refinement) on 2-frame renders plus Gaussian-blurred clean crops. Resumes from OUT/checkpoint.")
-def keb(
-    data: Path = typer.Option(..., "--data", help="Rendered 2-frame dataset folder (manifest.json + samples/).", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.jsonl.", show_default=False),
-    steps: int = typer.Option(None, "--steps", help=f"Total optimisation steps (default {_KEB['steps']}).", show_default=False),
-    batch_size: int = typer.Option(None, "--batch-size", help=f"Crops per step (default {_KEB['batch_size']}).", show_default=False),
-    crop: int = typer.Option(None, "--crop", help=f"Crop size in px (default {_KEB['crop']}).", show_default=False),
-    lr: float = typer.Option(None, "--lr", help=f"Peak AdamW learning rate (default {_KEB['lr']}).", show_default=False),
-    channels: int = typer.Option(None, "--channels", help=f"Network width (default {KEBConfig.channels}; with --init, the init folder's).", show_default=False),
-    minutes: float = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpoint and export); 0: no limit.", show_default=False),
-    threads: int = typer.Option(None, "--threads", help=f"Torch threads (default {_KEB['threads']}).", show_default=False),
-    device: Annotated[Optional[TrainDevice], typer.Option("--device", help=f"auto: CUDA when present (default {_KEB['device']}).", show_default=False)] = None,  # type: ignore[valid-type]
-    workers: int = typer.Option(None, "--workers", help=f"Processes that build the augmented batches; 0: in the training process, the only bit-reproducible setting (default {_KEB['workers']}). Use several with --device cuda.", show_default=False),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model folder (e.g. models/keb; its config.json gives the architecture; exported trained_steps count on) when OUT has no checkpoint.", show_default=False),
-    export: Optional[Path] = typer.Option(None, "--export", help="Write the EMA weights here at the end (e.g. models/keb).", show_default=False),
-    seed: int = typer.Option(0, "--seed"),
-    json_out: JsonOpt = False,
-    quiet: NoProgressOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    from focusstack.training.keb import TrainKEBConfig, train_keb
-
-    with handle_errors(debug):
-        given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=None if device is None else value(device), workers=workers)
-        summary = train_keb(TrainKEBConfig(data=data, out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given))
-        if json_out:
-            print_json(summary)
+_tr_command(
+    "fsb", FSBConfig, _FSB,
+    help="Train the Foreground Segmentation Branch (transition-region refinement) on 2-frame renders (`render-dataset --frames-min 2 --frames-max 2`). Resumes from OUT/checkpoint.",
+    data_help="Rendered 2-frame dataset folder (manifest.json + samples/); repeat to train on several together (validation: spread over all their val splits).",
+    several=True,
+)
+_tr_command(
+    "keb", KEBConfig, _KEB,
+    help="Train the Kernel Estimation Branch (transition-region refinement) on 2-frame renders plus Gaussian-blurred clean crops. Resumes from OUT/checkpoint.",
+    data_help="Rendered 2-frame dataset folder (manifest.json + samples/).",
+    several=False,
+)

@@ -21,12 +21,11 @@ from safetensors.torch import load_file, save_file
 
 from focusstack.backends.base import FusionBackend
 from focusstack.errors import UsageError
+from focusstack.io import read_image
 
 
 def read_rgb(path: Path) -> np.ndarray:
     """``(H, W, 3)`` float32 in [0, 1] from an 8- or 16-bit PNG/TIFF/JPEG (16 bit kept)."""
-    from focusstack.io import read_image
-
     return read_image(path).pixels
 
 

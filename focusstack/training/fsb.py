@@ -21,7 +21,7 @@ from focusstack.refinement.features import fsb_input
 from focusstack.refinement.models import load_fsb
 from focusstack.training.tr_data import fsb_batch, list_tr_samples
 from focusstack.training.tr_configs import TrainFSBConfig  # noqa: F401  (re-exported)
-from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training, warm_start
+from focusstack.training.tr_loop import LoopConfig, Task, export_checkpoint, model_device, run_training, warm_start
 
 
 def spread(items: list, n: int) -> list:
@@ -87,6 +87,4 @@ def train_fsb(cfg: TrainFSBConfig) -> dict:
 
 def export_fsb_checkpoint(run: Path, folder: Path) -> int:
     """Export the EMA FSB of a run folder's checkpoint into ``folder`` (e.g. models/fsb)."""
-    from focusstack.training.tr_loop import export_checkpoint
-
     return export_checkpoint(run, folder, lambda d: FSB(FSBConfig.from_dict(d)), "focusstack train fsb")

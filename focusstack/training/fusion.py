@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from focusstack.backends.torch_backend import TorchBackend, cpu_has_fast_bf16
+from focusstack.io.writers import write_image
 from focusstack.metrics import psnr, ssim
 from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
 from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir, save_model_dir
 from focusstack.progress import progress_bar
 from focusstack.training.data import LatentPatches, cache_latents, list_datasets, list_samples, read_rgb
+from focusstack.training.checkpoint import load_checkpoint, save_checkpoint
 from focusstack.training.optim import step_with_ema
 
 
@@ -73,37 +75,6 @@ class TrainFusionConfig:
         object.__setattr__(self, "data", tuple(Path(d) for d in data))
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"{pid}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _unflatten_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def save_checkpoint(folder: Path, step: int, model, ema, opt, gen_state: torch.Tensor, log: list) -> None:  # noqa: ANN001
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".tmp"
-    tmp.mkdir(exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
-    ot, ometa = _flatten_optimizer(opt)
-    ot["__rng__"] = gen_state
-    save_file({k: v.detach().cpu().contiguous() for k, v in ot.items()}, str(tmp / "optim.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step, "optim": ometa, "log": log}, indent=1))
-    for name in ("model.safetensors", "ema.safetensors", "optim.safetensors", "state.json"):
-        (tmp / name).replace(folder / name)
-
-
 def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype, write: Path | None = None) -> dict:  # noqa: ANN001
     """PSNR/SSIM of the EMA model on validation samples, with the VAE ceiling and baselines.
 
@@ -132,8 +103,6 @@ def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype, wri
             trivial += 1  # a frame already equals the GT (nothing out of focus): not scored
             continue
         if write is not None:
-            from focusstack.io.writers import write_image
-
             best_frame = frames[scores.index(best)]
             for name, img in (("fusion", pred), ("vae_ceiling", ceil), ("mean_of_frames", mean), ("best_frame", best_frame)):
                 (Path(write) / name).mkdir(parents=True, exist_ok=True)
@@ -206,14 +175,10 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
     data = LatentPatches(train_files, arch.frames, cfg.crop, cfg.seed)
     step, log = 0, []
     ckpt = out / "checkpoint"
-    if (ckpt / "state.json").is_file():
-        state = json.loads((ckpt / "state.json").read_text())
-        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-        ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
-        ot = load_file(str(ckpt / "optim.safetensors"))
-        data.gen.set_state(ot.pop("__rng__"))
-        _unflatten_optimizer(opt, ot, state["optim"])
-        step, log = state["step"], state["log"]
+    resumed = load_checkpoint(ckpt, model, ema, opt)
+    if resumed is not None:
+        data.gen.set_state(resumed.gen_state)
+        step, log = resumed.step, resumed.log
 
     def lr_at(s: int) -> float:
         if s < cfg.warmup:

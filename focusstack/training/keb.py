@@ -19,7 +19,7 @@ from focusstack.networks.keb import KEB, KEBConfig
 from focusstack.refinement.models import load_keb
 from focusstack.training.tr_data import clean_images, keb_batch, list_tr_samples
 from focusstack.training.tr_configs import TrainKEBConfig  # noqa: F401  (re-exported)
-from focusstack.training.tr_loop import LoopConfig, Task, model_device, run_training, warm_start
+from focusstack.training.tr_loop import LoopConfig, Task, export_checkpoint, model_device, run_training, warm_start
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,4 @@ def train_keb(cfg: TrainKEBConfig) -> dict:
 
 def export_keb_checkpoint(run: Path, folder: Path) -> int:
     """Export the EMA KEB of a run folder's checkpoint into ``folder`` (e.g. models/keb)."""
-    from focusstack.training.tr_loop import export_checkpoint
-
     return export_checkpoint(run, folder, lambda d: KEB(KEBConfig.from_dict(d)), "focusstack train keb")

@@ -9,8 +9,23 @@ from pathlib import Path
 from focusstack.networks.tr_configs import FSBConfig, KEBConfig
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """What every FSB/KEB training run shares (keyword-only): a time limit, the seed, threads,
+    device and batch-building workers, where to export, what to start from, progress."""
+
+    minutes: float = 0.0
+    seed: int = 0
+    threads: int = 1
+    device: str = "cpu"
+    workers: int = 0
+    export: Path | None = None
+    init: Path | None = None
+    show_progress: bool = True
+
+
 @dataclass(frozen=True)
-class TrainFSBConfig:
+class TrainFSBConfig(RunSettings):
     """``data``: one or more rendered dataset folders (a single path is taken as a 1-tuple);
     training draws uniformly from the union of their train splits, validation takes
     ``val_samples`` samples spread evenly over the union of their val splits."""
@@ -25,17 +40,9 @@ class TrainFSBConfig:
     lambda2: float = 8.0
     val_every: int = 200
     val_samples: int = 40
-    minutes: float = 0.0
     #: Network width; None: FSBConfig's default, or the --init folder's width.
     channels: int | None = None
     scales: tuple[int, ...] = field(default_factory=lambda: FSBConfig().scales)
-    seed: int = 0
-    threads: int = 1
-    device: str = "cpu"
-    workers: int = 0
-    export: Path | None = None
-    init: Path | None = None
-    show_progress: bool = True
 
     def __post_init__(self) -> None:
         data = (self.data,) if isinstance(self.data, (str, Path)) else tuple(self.data)
@@ -43,7 +50,7 @@ class TrainFSBConfig:
 
 
 @dataclass(frozen=True)
-class TrainKEBConfig:
+class TrainKEBConfig(RunSettings):
     data: Path
     out: Path
     steps: int = 1500
@@ -54,15 +61,7 @@ class TrainKEBConfig:
     val_every: int = 200
     val_examples: int = 64
     clean_limit: int = 600
-    minutes: float = 0.0
     #: Network width; None: KEBConfig's default, or the --init folder's width.
     channels: int | None = None
     hidden: int = 64
     scales: tuple[int, ...] = field(default_factory=lambda: KEBConfig().scales)
-    seed: int = 0
-    threads: int = 1
-    device: str = "cpu"
-    workers: int = 0
-    export: Path | None = None
-    init: Path | None = None
-    show_progress: bool = True

@@ -34,9 +34,10 @@ import torch
 from safetensors.torch import load_file
 
 from focusstack.config import TRAIN_DEVICES  # one tuple for the CLI choice and this check
+from focusstack.errors import ConfigError, UsageError
 from focusstack.networks.weights import LoadedModel, save_model_dir
 from focusstack.progress import progress_bar
-from focusstack.training.fusion import _unflatten_optimizer, save_checkpoint
+from focusstack.training.checkpoint import load_checkpoint, save_checkpoint
 from focusstack.training.optim import step_with_ema
 
 
@@ -80,8 +81,6 @@ class LoopConfig:
 def resolve_device(name: str) -> torch.device:
     """``cpu`` | ``cuda`` | ``auto`` -> a torch device; :class:`UsageError` for an unknown name or
     for ``cuda`` without a CUDA device."""
-    from focusstack.errors import UsageError
-
     if name not in TRAIN_DEVICES:
         raise UsageError(f"unknown --device {name!r}", expected=" | ".join(TRAIN_DEVICES), actual=name, fix="pass --device cpu")
     if name == "auto":
@@ -160,8 +159,6 @@ def warm_start(
     With ``init`` the architecture is the folder's ``config.json``; ``requested`` holds the
     architecture options the user gave (``{"channels": 32}``, None values skipped): one that
     differs from the folder's is a :class:`ConfigError` (never a silently different network)."""
-    from focusstack.errors import ConfigError
-
     if init is None:
         if fresh is None:
             raise ValueError("warm_start needs init or fresh")
@@ -190,8 +187,6 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     if cfg.workers < 0:
-        from focusstack.errors import UsageError
-
         raise UsageError("--workers must be 0 or more", expected="an integer >= 0", actual=str(cfg.workers), fix="pass --workers 0")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -204,8 +199,6 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
     if (ckpt / "state.json").is_file() and arch_file.is_file():
         saved = json.loads(arch_file.read_text())
         if saved != json.loads(json.dumps(task.arch)):
-            from focusstack.errors import ConfigError
-
             raise ConfigError(
                 f"{out} holds a checkpoint of another architecture",
                 expected=json.dumps(saved, sort_keys=True),
@@ -223,14 +216,9 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     step, log = 0, []
-    if (ckpt / "state.json").is_file():
-        state = json.loads((ckpt / "state.json").read_text())
-        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-        ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
-        ot = load_file(str(ckpt / "optim.safetensors"))
-        ot.pop("__rng__", None)
-        _unflatten_optimizer(opt, ot, state["optim"])
-        step, log = state["step"], state["log"]
+    resumed = load_checkpoint(ckpt, model, ema, opt)
+    if resumed is not None:
+        step, log = resumed.step, resumed.log
         rng = np.random.default_rng([cfg.seed, step])  # a fresh but reproducible stream after resume
 
     def lr_at(s: int) -> float:
