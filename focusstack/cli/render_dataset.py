@@ -13,6 +13,7 @@ import typer
 
 from focusstack.cli.common import handle_errors, print_json
 from focusstack.cli.options import FLAG, Command, DebugOpt, JsonOpt, NoProgressOpt, RayAddressOpt, choice, value
+from focusstack.lazy import call
 from focusstack.rendering.config import RENDER_DEVICES, RENDER_ENGINES, RenderConfig
 
 _D = RenderConfig()
@@ -110,9 +111,7 @@ def register(app: typer.Typer) -> None:
                 cycles_denoise=cycles_denoise,
                 blender_python=blender_python,
             )
-            from focusstack.rendering import render_dataset  # torch import only when running
-
-            summary = render_dataset(outdir, config)
+            summary = call("focusstack.jobs.render:render_dataset", outdir, config)  # imports torch
             if as_json:
                 print_json(summary)
             else:

@@ -10,8 +10,9 @@ not import torch.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from focusstack.lazy import load
 
 _EXPORTS = {
     "RenderConfig": "focusstack.rendering.config",
@@ -31,5 +32,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return load(f"{_EXPORTS[name]}:{name}")
     raise AttributeError(f"module 'focusstack.rendering' has no attribute {name!r}")

@@ -57,6 +57,7 @@ import numpy as np
 
 from focusstack.errors import ConfigError, FocusstackError
 from focusstack.rendering.scene import Plane, Scene
+from focusstack.rendering.thinlens import RenderResult, _prepare_texture, linear_to_srgb, rasterize_plane, scene_margin
 
 CHILD_SCRIPT = Path(__file__).with_name("blender_child.py")
 JOB_FORMAT = "focusstack-blender-job/1"
@@ -201,8 +202,6 @@ def _texture_for_blender(plane: Plane, proj_w: float, proj_h: float) -> np.ndarr
     prepared (sRGB -> linear, antialiased downscale) exactly as the thin-lens engine does."""
     import torch
 
-    from focusstack.rendering.thinlens import _prepare_texture
-
     with torch.no_grad():
         t = _prepare_texture(plane, proj_w, proj_h, torch.device("cpu"))[0]
     premul = t.permute(1, 2, 0).numpy().astype(np.float32)
@@ -301,8 +300,6 @@ def scene_geometry(scene: Scene) -> dict:
     """
     import torch
 
-    from focusstack.rendering.thinlens import rasterize_plane, scene_margin
-
     cam = scene.camera
     res = cam.resolution
     focus = [float(s) for s in scene.focus_distances_m]
@@ -386,8 +383,6 @@ def render_blender_scene(
     there (for debugging).
     """
     import torch
-
-    from focusstack.rendering.thinlens import RenderResult, linear_to_srgb
 
     py = blender_python(python)
     geo = scene_geometry(scene)

@@ -228,7 +228,7 @@ def _read_exr(bpy, path: Path, res: int) -> np.ndarray:
 
 
 def main(jobdir: str) -> None:
-    import bpy
+    import bpy  # optional extra: bpy (this module runs inside the Blender Python)
 
     _check_version(bpy)
     jobdir_p = Path(jobdir)

@@ -27,6 +27,7 @@ import numpy as np
 
 from focusstack.errors import FileWriteError, UsageError
 from focusstack.io.writers import write_bytes_checked
+from focusstack.rendering.blender import check_blender, render_blender_scene
 from focusstack.rendering.config import RenderConfig
 from focusstack.rendering.png import encode_png, to_uint8, to_uint16
 from focusstack.rendering.sampling import Pools, build_pools, sample_scene
@@ -178,8 +179,6 @@ def render_sample(outdir: Path, config: RenderConfig, index: int, pools: Pools |
     scene, facts = sample_scene(config, index, pools)
     blender_info = None
     if config.engine == "blender":
-        from focusstack.rendering.blender import render_blender_scene  # noqa: PLC0415
-
         result, blender_info = render_blender_scene(
             scene, seed=config.seed, index=index, samples=config.cycles_samples,
             denoise=config.cycles_denoise, threads=config.threads, python=config.blender_python,
@@ -414,8 +413,6 @@ def render_dataset(outdir: str | os.PathLike, config: RenderConfig) -> dict:
     """
     outdir = Path(outdir)
     if config.engine == "blender":
-        from focusstack.rendering.blender import check_blender  # noqa: PLC0415
-
         check_blender(config.blender_python)  # ConfigError naming the install command
     if config.device == "cuda":
         import torch
