@@ -1012,3 +1012,23 @@ def test_raw_frames_carry_their_basic_exif():
     exif.load(frame.exif)
     assert (exif.get(271), exif.get(272)) == ("Nikon", "Nikon COOLSCAN IV ED")
     assert exif.get(274) in (None, 1)  # LibRaw turned the pixels; nothing to turn again
+
+
+def test_the_one_png_encoder_writes_grey_alpha_and_16_bit_that_decode_exactly(tmp_path):
+    """focusstack.io.png16 serves the renderer too (png_bytes: grey masks, 8-bit mattes, 16-bit
+    frames); Pillow decodes every layout back to the same samples."""
+    from PIL import Image
+
+    from focusstack.io.png16 import png_bytes
+
+    rng = np.random.default_rng(11)
+    grey = (rng.random((37, 53)) * 255).astype(np.uint8)
+    rgba = (rng.random((20, 30, 4)) * 255).astype(np.uint8)
+    rgb16 = (rng.random((300, 41, 3)) * 65535).astype(np.uint16)  # more rows than one block
+    for name, arr in (("g", grey), ("a", rgba)):
+        (tmp_path / f"{name}.png").write_bytes(png_bytes(arr))
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"{name}.png")), arr)
+    (tmp_path / "c.png").write_bytes(png_bytes(rgb16, level=0))
+    back = read_image(tmp_path / "c.png")
+    assert back.bit_depth == 16
+    np.testing.assert_array_equal(np.round(back.pixels * 65535).astype(np.uint16), rgb16)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from focusstack.errors import ConfigError, UsageError
 from focusstack.rendering import RenderConfig, render_dataset
-from focusstack.rendering.png import encode_png
+from focusstack.io.png16 import png_bytes as encode_png
 from focusstack.rendering.sampling import build_pools, sample_scene
 from focusstack.rendering.scene import Camera, Plane, Scene
 from focusstack.rendering.sources import discover_subjects, sample_split, split_sources

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from focusstack.errors import FileWriteError, UsageError
+from focusstack.io.png16 import png_bytes, to_uint8, to_uint16
 from focusstack.io.writers import write_bytes_checked
 from focusstack.rendering.blender import check_blender, render_blender_scene
 from focusstack.rendering.config import RenderConfig
-from focusstack.rendering.png import encode_png, to_uint8, to_uint16
 from focusstack.rendering.sampling import Pools, build_pools, sample_scene
 from focusstack.rendering.scene import Scene
 from focusstack.rendering.sources import sample_split
@@ -188,13 +188,13 @@ def render_sample(outdir: Path, config: RenderConfig, index: int, pools: Pools |
     sdir.mkdir(parents=True, exist_ok=True)
     lvl = config.png_compression
     for k in range(result.frames.shape[0]):
-        _atomic_write(sdir / f"frame_{k:02d}.png", encode_png(to_uint16(result.frames[k]), lvl))
-        _atomic_write(sdir / f"mask_{k:02d}.png", encode_png(result.masks[k].astype(np.uint8) * 255, max(lvl, 1)))
-    _atomic_write(sdir / "gt.png", encode_png(to_uint16(result.gt), lvl))
+        _atomic_write(sdir / f"frame_{k:02d}.png", png_bytes(to_uint16(result.frames[k]), lvl))
+        _atomic_write(sdir / f"mask_{k:02d}.png", png_bytes(result.masks[k].astype(np.uint8) * 255, max(lvl, 1)))
+    _atomic_write(sdir / "gt.png", png_bytes(to_uint16(result.gt), lvl))
     _atomic_write(sdir / "depth.tiff", _tiff_bytes(result.depth))
     for j, p in enumerate(scene.planes):
         if not p.fill_view:
-            _atomic_write(sdir / f"matte_{j:02d}.png", encode_png(to_uint8(result.mattes[j]), max(lvl, 1)))
+            _atomic_write(sdir / f"matte_{j:02d}.png", png_bytes(to_uint8(result.mattes[j]), max(lvl, 1)))
     meta = _meta(config, scene, result, facts)
     if blender_info is not None:
         meta["blender"] = {k: v for k, v in blender_info.items() if k != "timings"}  # no timings: same bytes
