@@ -25,20 +25,22 @@ Input ``(B, frames * C, h, w)`` or ``(B, frames, C, h, w)``; h and w multiples o
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focusstack.networks.config import ArchConfig
+
 HEADS = ("latent", "select_residual")
 
 
 @dataclass(frozen=True)
-class FusionUNetConfig:
+class FusionUNetConfig(ArchConfig):
     """Architecture only: nothing about training or run time."""
+
+    _kind = "Fusion U-Net"
 
     frames: int = 7
     latent_channels: int = 32
@@ -57,29 +59,6 @@ class FusionUNetConfig:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.channels[-1] % self.attention_heads:
             raise ValueError("channels[-1] must divide by attention_heads")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FusionUNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown Fusion U-Net config keys: {sorted(unknown)}")
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(d["channels"])
-        return cls(**d)
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> FusionUNetConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 class ResBlock(nn.Module):

@@ -32,24 +32,25 @@ Images are ``(B, 3, H, W)`` in [0, 1] with H and W multiples of 8; latents are
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from focusstack.networks.config import ArchConfig
+
 
 @dataclass(frozen=True)
-class TAESDConfig:
+class TAESDConfig(ArchConfig):
     """Architecture of a TAESD-family autoencoder (TAEF2 defaults)."""
+
+    _kind = "TAESD"
 
     latent_channels: int = 32
     width: int = 64
     pooled_blocks: bool = True  # FLUX.2 variant: pooled branch in the 1/8-resolution blocks
     pool_hidden: int = 256
     pool_groups: int = 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _conv(n_in: int, n_out: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:

@@ -7,31 +7,9 @@ model's config apart from its weights.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
-
-class _JsonConfig:
-    """``to_dict`` / ``from_dict`` / ``save`` for a frozen dataclass of an architecture: tuple
-    fields become JSON lists and come back as tuples; unknown keys are refused, naming
-    ``_kind``."""
-
-    _kind = "model"
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict):  # noqa: ANN206  (an instance of cls)
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown {cls._kind} config keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+from focusstack.networks.config import ArchConfig
 
 
 #: What the input channels hold, in order (the data pipeline builds them with
@@ -40,7 +18,7 @@ FSB_INPUTS = ("near_rgb", "far_rgb", "tanh_focus_difference")
 
 
 @dataclass(frozen=True)
-class FSBConfig(_JsonConfig):
+class FSBConfig(ArchConfig):
     """Architecture only."""
 
     _kind = "FSB"
@@ -68,7 +46,7 @@ DEFAULT_BANK = (0.5, 1.0, 1.5, 2.2, 3.2, 4.6, 6.6, 9.5)
 
 
 @dataclass(frozen=True)
-class KEBConfig(_JsonConfig):
+class KEBConfig(ArchConfig):
     """Architecture only."""
 
     _kind = "KEB"

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from focusstack.errors import UsageError
+from focusstack.ops import gaussian
 from focusstack.refinement.features import fsb_input, keb_input
 from focusstack.training.data import list_samples
 
@@ -184,7 +185,7 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     """``(H, W[, 3])`` float32 -> same, Gaussian blur with ``sigma`` px (mirrored border)."""
     if sigma <= 0:
         return img.copy()
-    return cv2.GaussianBlur(img, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT_101)
+    return gaussian(img, float(sigma))
 
 
 def keb_synthetic_example(clean: np.ndarray, rng: np.random.Generator, crop: int) -> tuple[np.ndarray, float]:
