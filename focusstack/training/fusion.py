@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir, 
 from focusstack.progress import progress_bar
 from focusstack.training.data import LatentPatches, cache_latents, list_datasets, list_samples, read_rgb
 from focusstack.training.checkpoint import load_checkpoint, save_checkpoint
-from focusstack.training.optim import step_with_ema
+from focusstack.training.optim import step_with_ema, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -181,10 +180,7 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
         step, log = resumed.step, resumed.log
 
     def lr_at(s: int) -> float:
-        if s < cfg.warmup:
-            return cfg.lr * (s + 1) / cfg.warmup
-        p = (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+        return warmup_cosine(s, cfg.lr, cfg.warmup, cfg.steps)
 
     t_start, losses = time.perf_counter(), []
     wall_before = log[-1]["wall_s"] if log else 0.0

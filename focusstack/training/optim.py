@@ -1,8 +1,20 @@
-"""One optimisation step with an exponential moving average of the weights (every trainer)."""
+"""What every trainer shares: the learning-rate schedule, and one optimisation step with an
+exponential moving average of the weights."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+
+def warmup_cosine(step: int, lr: float, warmup: int, steps: int) -> float:
+    """The learning rate at ``step``: linear warm-up over ``warmup`` steps to ``lr``, then a
+    cosine decay to a tenth of it at ``steps``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
 def step_with_ema(

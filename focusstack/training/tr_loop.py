@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from focusstack.errors import ConfigError, UsageError
 from focusstack.networks.weights import LoadedModel, save_model_dir
 from focusstack.progress import progress_bar
 from focusstack.training.checkpoint import load_checkpoint, save_checkpoint
-from focusstack.training.optim import step_with_ema
+from focusstack.training.optim import step_with_ema, warmup_cosine
 
 
 @dataclass
@@ -222,10 +221,7 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
         rng = np.random.default_rng([cfg.seed, step])  # a fresh but reproducible stream after resume
 
     def lr_at(s: int) -> float:
-        if s < cfg.warmup:
-            return cfg.lr * (s + 1) / cfg.warmup
-        p = (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+        return warmup_cosine(s, cfg.lr, cfg.warmup, cfg.steps)
 
     t0 = time.perf_counter()
     wall_before = log[-1]["wall_s"] if log else 0.0
