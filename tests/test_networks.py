@@ -94,3 +94,16 @@ def test_expand_frames_duplicates_cyclically():
 def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown"):
         FusionUNetConfig.from_dict({"frames": 7, "depth": 4})
+
+
+def test_config_rejects_missing_keys_with_the_fix():
+    from focusstack.errors import ConfigError
+
+    d = FusionUNetConfig().to_dict()
+    assert FusionUNetConfig.from_dict(d) == FusionUNetConfig()
+    del d["groups"]
+    with pytest.raises(ConfigError, match="missing keys: groups") as info:
+        FusionUNetConfig.from_dict(d)
+    assert isinstance(info.value, ValueError) and info.value.expected and info.value.fix
+    with pytest.raises(ConfigError, match="JSON object"):
+        FusionUNetConfig.from_dict([7])

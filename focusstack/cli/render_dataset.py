@@ -1,7 +1,8 @@
 """`focusstack render-dataset`: synthetic multi-focus stacks with ground truth (MattingMFIF-style).
 
-This module only parses options, builds a ``RenderConfig`` and calls
-``focusstack.rendering.render_dataset``. Defaults come from ``RenderConfig``.
+This module only parses options, builds a ``RenderConfig`` and calls one job,
+``focusstack.jobs.render.render_dataset``, through a lazy reference (the job imports torch;
+``--help`` does not). Defaults come from ``RenderConfig``.
 """
 
 from __future__ import annotations
@@ -111,13 +112,13 @@ def register(app: typer.Typer) -> None:
                 cycles_denoise=cycles_denoise,
                 blender_python=blender_python,
             )
-            summary = call("focusstack.jobs.render:render_dataset", outdir, config)  # imports torch
+            result = call("focusstack.jobs.render:render_dataset", outdir, config)  # imports torch
             if as_json:
-                print_json(summary)
+                print_json(result.to_dict())
             else:
                 typer.echo(
-                    f"{summary['samples']} samples in {summary['outdir']} "
-                    f"({summary['rendered']} rendered, {summary['skipped']} already there; "
-                    f"{summary['train']} train, {summary['val']} val) in {summary['seconds']:.1f} s; "
-                    f"manifest: {summary['manifest']}"
+                    f"{result.samples} samples in {result.outdir} "
+                    f"({result.rendered} rendered, {result.skipped} already there; "
+                    f"{result.train} train, {result.val} val) in {result.seconds:.1f} s; "
+                    f"manifest: {result.manifest}"
                 )

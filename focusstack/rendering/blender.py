@@ -54,6 +54,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from focusstack.errors import ConfigError, FocusstackError
 from focusstack.rendering.scene import Plane, Scene
@@ -200,8 +201,6 @@ def lighting(gains: tuple[float, float, float], rng: np.random.Generator) -> dic
 def _texture_for_blender(plane: Plane, proj_w: float, proj_h: float) -> np.ndarray:
     """H x W x 4 float32 straight-alpha linear RGBA, rows bottom-up (Blender's image order),
     prepared (sRGB -> linear, antialiased downscale) exactly as the thin-lens engine does."""
-    import torch
-
     with torch.no_grad():
         t = _prepare_texture(plane, proj_w, proj_h, torch.device("cpu"))[0]
     premul = t.permute(1, 2, 0).numpy().astype(np.float32)
@@ -298,8 +297,6 @@ def scene_geometry(scene: Scene) -> dict:
     The visible surface at a pixel is the nearest plane whose alpha there is >= 0.5, exactly as
     in ``thinlens.render_scene``.
     """
-    import torch
-
     cam = scene.camera
     res = cam.resolution
     focus = [float(s) for s in scene.focus_distances_m]
@@ -382,8 +379,6 @@ def render_blender_scene(
     ``index`` choose the lighting and Cycles' sampling seed. ``keep_job`` copies the job folder
     there (for debugging).
     """
-    import torch
-
     py = blender_python(python)
     geo = scene_geometry(scene)
     rng = blender_rng(seed, index)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from focusstack.errors import FileWriteError, UsageError
 from focusstack.io.png16 import png_bytes, to_uint8, to_uint16
@@ -305,8 +306,6 @@ _WORKER_STATE: dict = {}
 
 
 def _worker_init(outdir: str, config: RenderConfig, pools: Pools) -> None:
-    import torch
-
     torch.set_num_threads(config.threads)
     _WORKER_STATE.update(outdir=Path(outdir), config=config, pools=pools)
 
@@ -336,8 +335,6 @@ def _progress(config: RenderConfig):
 
 def _run_local(outdir: Path, config: RenderConfig, pools: Pools, todo: list[int], on_done) -> None:
     if config.workers == 1 or len(todo) <= 1:
-        import torch
-
         before = torch.get_num_threads()
         torch.set_num_threads(config.threads)
         try:
@@ -391,8 +388,6 @@ def _ray_tasks(ray, outdir: Path, config: RenderConfig, pools: Pools, todo: list
 
     @ray.remote(num_cpus=1)
     def _task(outdir_s: str, cfg: RenderConfig, pls: Pools, index: int) -> dict:
-        import torch
-
         torch.set_num_threads(cfg.threads)
         return render_sample(Path(outdir_s), cfg, index, pls)
 
@@ -415,8 +410,6 @@ def render_dataset(outdir: str | os.PathLike, config: RenderConfig) -> dict:
     if config.engine == "blender":
         check_blender(config.blender_python)  # ConfigError naming the install command
     if config.device == "cuda":
-        import torch
-
         if not torch.cuda.is_available():
             raise UsageError(
                 "--device cuda was asked for but no CUDA device is available",
