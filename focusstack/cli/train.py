@@ -1,4 +1,9 @@
-"""`focusstack train ...`: training commands (the Fusion U-Net, and the transition-region FSB and KEB)."""
+"""`focusstack train ...`: training commands (the Fusion U-Net, and the transition-region FSB and KEB).
+
+Each command parses its options, builds its config (``focusstack.training.tr_configs``, torch-free)
+and calls the one job ``focusstack.jobs.train:train`` through a lazy reference, so that
+``focusstack train --help`` never imports torch.
+"""
 
 
 import dataclasses
@@ -13,7 +18,7 @@ from focusstack.config import TRAIN_DEVICES
 from focusstack.errors import UsageError
 from focusstack.lazy import call
 from focusstack.networks.tr_configs import FSBConfig, KEBConfig
-from focusstack.training.tr_configs import TrainFSBConfig, TrainKEBConfig
+from focusstack.training.tr_configs import TrainFSBConfig, TrainFusionConfig, TrainKEBConfig
 
 TrainDevice = choice("TrainDevice", TRAIN_DEVICES)
 
@@ -48,8 +53,8 @@ def fusion(
 ) -> None:
     with handle_errors(debug):
         given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, val_every=val_every, max_train_samples=max_train_samples, val_samples=val_samples, pixel_weight=pixel_weight, pixel_patches=pixel_patches, threads=threads)
-        options = dict(data=tuple(data), out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
-        summary = call("focusstack.jobs.train:train", "fusion", options)
+        cfg = TrainFusionConfig(data=tuple(data), out=out, export=export, init=init, vae_weights=vae_weights, seed=seed, show_progress=not quiet, **given)
+        summary = call("focusstack.jobs.train:train", "fusion", cfg)
         if json_out:
             print_json(summary)
 
@@ -63,14 +68,10 @@ def _defaults(cls) -> dict:  # noqa: ANN001
     return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
-
-_FSB = _defaults(TrainFSBConfig)
-_KEB = _defaults(TrainKEBConfig)
-
-
-def _tr_command(kind: str, arch, defaults: dict, *, help: str, data_help: str, several: bool) -> None:  # noqa: A002, ANN001
+def _tr_command(kind: str, arch, config: type, *, help: str, data_help: str, several: bool) -> None:  # noqa: A002, ANN001
     """Register ``train fsb`` or ``train keb``: the same options, each with its own defaults
-    (read from its config dataclass), one job call."""
+    (read from its config dataclass ``config``, which the command builds), one job call."""
+    defaults = _defaults(config)
 
     @train_app.command(kind, cls=Command, help=help)
     def command(
@@ -97,20 +98,20 @@ def _tr_command(kind: str, arch, defaults: dict, *, help: str, data_help: str, s
                 raise UsageError(f"train {kind} takes one --data folder", expected="one --data", actual=f"{len(data)} given",
                                  fix="pass one rendered dataset folder")
             given = _given(steps=steps, batch_size=batch_size, crop=crop, lr=lr, channels=channels, minutes=minutes, threads=threads, device=None if device is None else value(device), workers=workers)
-            options = dict(data=tuple(data) if several else data[0], out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given)
-            summary = call("focusstack.jobs.train:train", kind, options)
+            cfg = config(data=tuple(data) if several else data[0], out=out, export=export, init=init, seed=seed, show_progress=not quiet, **given)
+            summary = call("focusstack.jobs.train:train", kind, cfg)
             if json_out:
                 print_json(summary)
 
 
 _tr_command(
-    "fsb", FSBConfig, _FSB,
+    "fsb", FSBConfig, TrainFSBConfig,
     help="Train the Foreground Segmentation Branch (transition-region refinement) on 2-frame renders (`render-dataset --frames-min 2 --frames-max 2`). Resumes from OUT/checkpoint.",
     data_help="Rendered 2-frame dataset folder (manifest.json + samples/); repeat to train on several together (validation: spread over all their val splits).",
     several=True,
 )
 _tr_command(
-    "keb", KEBConfig, _KEB,
+    "keb", KEBConfig, TrainKEBConfig,
     help="Train the Kernel Estimation Branch (transition-region refinement) on 2-frame renders plus Gaussian-blurred clean crops. Resumes from OUT/checkpoint.",
     data_help="Rendered 2-frame dataset folder (manifest.json + samples/).",
     several=False,

@@ -56,6 +56,7 @@ def miou(pred: np.ndarray, gt: np.ndarray) -> float:
 def train_fsb(cfg: TrainFSBConfig) -> dict:
     train = [s for d in cfg.data for s in list_tr_samples(d, "train")]
     val = spread([s for d in cfg.data for s in list_tr_samples(d, "val", required=False)], cfg.val_samples)
+    torch.manual_seed(cfg.seed)  # a fresh model's initial weights follow --seed (torch seeds its default generator at random)
     model, init_steps = warm_start(cfg.init, load_fsb, {"channels": cfg.channels}, lambda: FSB(FSBConfig(channels=cfg.channels or FSBConfig.channels, scales=tuple(cfg.scales))))
     arch = model.cfg
     val_x = [(torch.from_numpy(fsb_input(*s.load()[:2]))[None], s.load()[2] > 0.5) for s in val]

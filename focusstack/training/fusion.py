@@ -5,15 +5,15 @@ validation and shipped), L1 loss on latents plus an optional pixel loss (``pixel
 between the frozen TAEF2 decoder's images of the predicted and of the GT latent, on the first
 ``pixel_patches`` patches of each batch, ``pixel_crop`` latent px square; gradients flow through
 the frozen decoder into the U-Net only), bf16 autocast with channels_last on CPUs that
-support it. Checkpoints are safetensors plus a JSON state, written every ``ckpt_every`` steps
-and on exit, so a run resumes where it stopped (also after Ctrl-C).
+support it. The Fusion U-Net is a task of the one training loop
+(:func:`focusstack.training.tr_loop.run_training`): checkpoints every ``ckpt_every`` steps and
+on exit, so a run resumes where it stopped (also after Ctrl-C); its latent patches come from a
+torch generator whose state the checkpoint keeps, so a resumed run repeats the uninterrupted
+one bit for bit.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,52 +26,11 @@ from focusstack.backends.torch_backend import TorchBackend, cpu_has_fast_bf16
 from focusstack.io.writers import write_image
 from focusstack.metrics import psnr, ssim
 from focusstack.networks.fusion_unet import FusionUNet, FusionUNetConfig
-from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir, save_model_dir
+from focusstack.networks.weights import load_fusion, load_vae, resolve_vae_dir
 from focusstack.progress import progress_bar
 from focusstack.training.data import LatentPatches, cache_latents, list_datasets, list_samples, read_rgb
-from focusstack.training.checkpoint import load_checkpoint, save_checkpoint
-from focusstack.training.optim import step_with_ema, warmup_cosine
-
-
-@dataclass(frozen=True)
-class TrainFusionConfig:
-    #: Rendered datasets, trained on together (validation uses the first one's val split); a
-    #: single path is accepted and stored as a 1-tuple.
-    data: tuple[Path, ...]
-    out: Path
-    steps: int = 4000
-    batch_size: int = 8
-    crop: int = 32  # latent px (x8 image px)
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup: int = 100
-    ema_decay: float = 0.999
-    ckpt_every: int = 250
-    val_every: int = 500
-    val_samples: int = 16
-    max_train_samples: int = 0  # 0: every training sample of the dataset
-    #: Start from an exported model folder (e.g. models/fusion) instead of random weights, when
-    #: the run has no checkpoint yet: how a later session continues a shipped model.
-    init: Path | None = None
-    seed: int = 0
-    channels: tuple[int, int, int] = (64, 128, 192)
-    head: str = "select_residual"
-    vae_weights: Path | None = None
-    export: Path | None = None  # models/fusion: written at the end from the EMA weights
-    show_progress: bool = True
-    threads: int = 0  # 0: torch default
-    #: Optional pixel loss through the frozen decoder (0: latent L1 only), on the first
-    #: ``pixel_patches`` patches of a batch, a centred ``pixel_crop`` latent px window of each.
-    pixel_weight: float = 0.0
-    pixel_patches: int = 2
-    pixel_crop: int = 16
-    #: Training arithmetic. fp32 is faster than bf16 autocast for these small latent patches
-    #: on this CPU (0.40 s against 0.69 s a step, measured); the encoder still runs bf16.
-    precision: str = "fp32"
-
-    def __post_init__(self) -> None:
-        data = (self.data,) if isinstance(self.data, (str, Path)) else self.data
-        object.__setattr__(self, "data", tuple(Path(d) for d in data))
+from focusstack.training.tr_configs import TrainFusionConfig  # noqa: F401  (re-exported)
+from focusstack.training.tr_loop import LoopConfig, Task, run_training, warm_start
 
 
 def evaluate(ema: FusionUNet, vae_backend: TorchBackend, refs, files, dtype, write: Path | None = None) -> dict:  # noqa: ANN001
@@ -140,10 +99,29 @@ def pixel_loss(vae, pred: torch.Tensor, target: torch.Tensor, patches: int, crop
     return F.l1_loss(vae.decoder(p).clamp(0, 1), img_gt)
 
 
+@dataclass(frozen=True)
+class FusionDraw:
+    """``draw(rng)`` of the training loop: ``batch_size`` latent patches from ``data``, which
+    draws from its own torch generator (the loop's ``rng`` is not used; the generator's state is
+    the task's ``rng_state``, kept in the checkpoint)."""
+
+    data: LatentPatches
+    batch_size: int
+
+    def __call__(self, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data.draw(self.batch_size)
+
+
+def _summary_config(cfg: TrainFusionConfig) -> dict:
+    """``cfg`` as JSON-ready values (paths as strings), for the summary."""
+    return {k: str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "data" else v for k, v in asdict(cfg).items()}
+
+
 def train_fusion(cfg: TrainFusionConfig) -> dict:
-    """Train (or resume) and return a summary. See the module docstring."""
+    """Train (or resume) and return a summary: the Fusion U-Net as a task of the one training
+    loop (:func:`focusstack.training.tr_loop.run_training`). See the module docstring."""
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.threads)  # before the encoder runs, not only in the loop
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
@@ -158,68 +136,37 @@ def train_fusion(cfg: TrainFusionConfig) -> dict:
         train_files = cache_latents(train_refs, out / "latents", backend, on_sample=upd)
         val_files = cache_latents(val_refs, out / "latents", backend, on_sample=upd)
 
-    torch.manual_seed(cfg.seed)
-    init_steps = 0
-    if cfg.init is not None:
-        loaded = load_fusion(cfg.init, require_trained=False)
-        model, arch = loaded.model.requires_grad_(True), loaded.model.cfg
-        init_steps = int(loaded.metadata.get("trained_steps", "0") or 0)
-    else:
-        arch = FusionUNetConfig(channels=cfg.channels, head=cfg.head)
-        model = FusionUNet(arch)
-    arch.save(out / "config.json")
-    model = model.train().to(memory_format=torch.channels_last)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    torch.manual_seed(cfg.seed)  # the fresh model's initial weights
+    model, init_steps = warm_start(cfg.init, lambda d: load_fusion(d, require_trained=False), {},
+                                   lambda: FusionUNet(FusionUNetConfig(channels=cfg.channels, head=cfg.head)))
+    arch = model.cfg
     data = LatentPatches(train_files, arch.frames, cfg.crop, cfg.seed)
-    step, log = 0, []
-    ckpt = out / "checkpoint"
-    resumed = load_checkpoint(ckpt, model, ema, opt)
-    if resumed is not None:
-        data.gen.set_state(resumed.gen_state)
-        step, log = resumed.step, resumed.log
 
-    def lr_at(s: int) -> float:
-        return warmup_cosine(s, cfg.lr, cfg.warmup, cfg.steps)
+    def loss(m: torch.nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        x, y = batch
+        y = y.contiguous()  # the loop hands 4-D tensors over channels_last; the L1 is taken in the plain layout
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            pred = m(x.flatten(1, 2).contiguous(memory_format=torch.channels_last))
+        total = F.l1_loss(pred.float(), y)
+        if cfg.pixel_weight > 0:
+            total = total + cfg.pixel_weight * pixel_loss(vae, pred.float(), y, cfg.pixel_patches, cfg.pixel_crop)
+        return total, {}
 
-    t_start, losses = time.perf_counter(), []
-    wall_before = log[-1]["wall_s"] if log else 0.0
-    try:
-        with progress_bar("training", enabled=cfg.show_progress) as upd:
-            while step < cfg.steps:
-                x, y = data.draw(cfg.batch_size)
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step)
-                with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-                    pred = model(x.flatten(1, 2).contiguous(memory_format=torch.channels_last))
-                loss = F.l1_loss(pred.float(), y)
-                if cfg.pixel_weight > 0:
-                    loss = loss + cfg.pixel_weight * pixel_loss(vae, pred.float(), y, cfg.pixel_patches, cfg.pixel_crop)
-                step_with_ema(model, ema, opt, loss, step, cfg.ema_decay)
-                step += 1
-                losses.append(float(loss.detach()))
-                upd(step, cfg.steps)
-                if step % cfg.val_every == 0 or step == cfg.steps:
-                    metrics = evaluate(ema, backend, val_refs, val_files, dtype)
-                    entry = {"step": step, "loss": float(np.mean(losses[-100:])), "wall_s": wall_before + time.perf_counter() - t_start} | metrics
-                    log.append(entry)
-                    (out / "log.jsonl").open("a").write(json.dumps(entry) + "\n")
-                if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                    if not log or log[-1]["step"] != step:
-                        log.append({"step": step, "loss": float(np.mean(losses[-100:])), "wall_s": wall_before + time.perf_counter() - t_start})
-                    save_checkpoint(ckpt, step, model, ema, opt, data.gen.get_state(), log)
-    except KeyboardInterrupt:
-        save_checkpoint(ckpt, step, model, ema, opt, data.gen.get_state(), log)
-        raise
-    summary = {
-        "steps": step,
-        "train_samples": len(train_files),
-        "val_samples": len(val_files),
-        "wall_s": round(wall_before + time.perf_counter() - t_start, 1),
-        "last": log[-1] if log else {},
-        "config": {k: str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "data" else v for k, v in asdict(cfg).items()},
-    }
-    if cfg.export is not None:
-        save_model_dir(ema, arch.to_dict(), Path(cfg.export), metadata={"trained_steps": init_steps + step, "recipe": "focusstack train fusion"})
-        (Path(cfg.export) / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+    def summarize(s: dict) -> dict:
+        return {
+            "steps": s["steps"], "train_samples": len(train_files), "val_samples": len(val_files),
+            "wall_s": s["wall_s"], "last": s["last"], "config": _summary_config(cfg),
+        }
+
+    task = Task(
+        model, arch.to_dict(), FusionDraw(data, cfg.batch_size), loss,
+        lambda ema: evaluate(ema, backend, val_refs, val_files, dtype), recipe="focusstack train fusion",
+        init=cfg.init, init_steps=init_steps, rng_state=data.gen.get_state, set_rng_state=data.gen.set_state,
+        log_window=100, wall_digits=None, summarize=summarize,
+    )
+    loop = LoopConfig(
+        out=out, steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
+        ckpt_every=cfg.ckpt_every, val_every=cfg.val_every, seed=cfg.seed, export=cfg.export,
+        show_progress=cfg.show_progress, threads=cfg.threads, device="cpu", workers=0,
+    )
+    return run_training(task, loop)

@@ -42,6 +42,7 @@ def train_keb(cfg: TrainKEBConfig) -> dict:
     clean = clean_images(train, cfg.clean_limit)
     vsrc = val or train[-8:]  # a dataset without a validation split is scored on training samples
     vx, vs = keb_batch(vsrc, clean_images(vsrc), np.random.default_rng(12345), cfg.val_examples, cfg.crop, cfg.synthetic_share)
+    torch.manual_seed(cfg.seed)  # a fresh model's initial weights follow --seed (torch seeds its default generator at random)
     model, init_steps = warm_start(cfg.init, load_keb, {"channels": cfg.channels}, lambda: KEB(KEBConfig(channels=cfg.channels or KEBConfig.channels, hidden=cfg.hidden, scales=tuple(cfg.scales))))
     arch = model.cfg
 

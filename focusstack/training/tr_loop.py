@@ -1,10 +1,16 @@
-"""The training loop shared by ``focusstack train fsb`` and ``focusstack train keb``.
+"""The one training loop: ``focusstack train fusion``, ``train fsb`` and ``train keb`` are tasks of it.
 
 AdamW with a linear warm-up and a cosine decay to a tenth of the peak rate, gradient clipping,
-an EMA of the weights (validated and exported), checkpoints (safetensors + JSON state, the same
-format as ``train fusion``) every ``ckpt_every`` steps, on a time limit and on Ctrl-C, so a run
-resumes where it stopped. The task (FSB or KEB) supplies the batches, the loss and the
+an EMA of the weights (validated and exported), checkpoints (:mod:`focusstack.training.checkpoint`)
+every ``ckpt_every`` steps, on a time limit and on Ctrl-C, so a run resumes where it stopped.
+The task (Fusion U-Net, FSB or KEB) supplies the model, the batches, the loss and the
 validation through :class:`Task`.
+
+Batches: by default ``draw(rng)`` draws from the loop's numpy stream (seeded with ``seed``; a
+resumed run continues on a fresh reproducible stream ``(seed, step)``). A task whose batches
+carry their own random state (the Fusion U-Net's latent patches, a torch generator) hands the
+loop ``rng_state``/``set_rng_state``: the state goes into every checkpoint and comes back on
+resume, so a resumed run repeats the uninterrupted one bit for bit.
 
 Devices: ``device="cuda"`` (or ``"auto"``: CUDA when present) trains on the GPU with TF32
 matrix products; batches are still built on the CPU. ``workers=N`` builds them in N worker
@@ -32,6 +38,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from focusstack.backends.device import resolve_device as resolve_device_name
 from focusstack.config import TRAIN_DEVICES  # one tuple for the CLI choice and this check
 from focusstack.errors import ConfigError, UsageError
 from focusstack.networks.weights import LoadedModel, save_model_dir
@@ -43,7 +50,10 @@ from focusstack.training.optim import step_with_ema, warmup_cosine
 @dataclass
 class Task:
     """What one network's training needs: a model, its architecture dict, batches, a loss and
-    a validation (``validate(ema) -> dict`` of floats)."""
+    a validation (``validate(ema) -> dict`` of floats; the loop puts ``ema`` in eval mode first).
+
+    ``loss(model, batch) -> (scalar loss, {name: float})``: the batch as ``draw`` returned it,
+    its tensors moved to the training device and its 4-D ``(B, C, H, W)`` ones channels_last."""
 
     model: torch.nn.Module
     arch: dict
@@ -55,6 +65,18 @@ class Task:
     #: (exports count on from there). None / 0 for a run from random weights.
     init: Path | None = None
     init_steps: int = 0
+    #: Batches with their own random state (see the module docstring): ``rng_state()`` -> a
+    #: tensor saved in each checkpoint, ``set_rng_state(t)`` restores it on resume. None: the
+    #: loop's numpy stream (the checkpoint's generator slot holds ``zeros(1)``).
+    rng_state: Callable[[], torch.Tensor] | None = None
+    set_rng_state: Callable[[torch.Tensor], None] | None = None
+    #: A log entry's ``loss``: the mean of this many last step losses; its ``wall_s`` rounded to
+    #: ``wall_digits`` decimals (None: not rounded).
+    log_window: int = 50
+    wall_digits: int | None = 1
+    #: The summary as this task reports it (``summarize(loop summary) -> dict``), returned and
+    #: written to ``train_summary.json`` on export; None: the loop's summary as it is.
+    summarize: Callable[[dict], dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,18 +100,17 @@ class LoopConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``cpu`` | ``cuda`` | ``auto`` -> a torch device; :class:`UsageError` for an unknown name or
-    for ``cuda`` without a CUDA device."""
+    """``cpu`` | ``cuda`` | ``auto`` -> a torch device (``auto``: resolved by
+    :func:`focusstack.backends.device.resolve_device`); :class:`UsageError` for an unknown name
+    or for ``cuda`` without a CUDA device (the training commands' messages, exit code 2)."""
     if name not in TRAIN_DEVICES:
         raise UsageError(f"unknown --device {name!r}", expected=" | ".join(TRAIN_DEVICES), actual=name, fix="pass --device cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError(
             "--device cuda was asked for but no CUDA device is available",
             expected="a CUDA build of torch and a GPU", actual=f"torch {torch.__version__}", fix="pass --device cpu",
         )
-    return torch.device(name)
+    return torch.device(resolve_device_name(name))
 
 
 class _BatchStream(torch.utils.data.IterableDataset):
@@ -218,6 +239,8 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
     resumed = load_checkpoint(ckpt, model, ema, opt)
     if resumed is not None:
         step, log = resumed.step, resumed.log
+        if task.set_rng_state is not None:
+            task.set_rng_state(resumed.gen_state)  # the task's own stream, where it stopped
         rng = np.random.default_rng([cfg.seed, step])  # a fresh but reproducible stream after resume
 
     def lr_at(s: int) -> float:
@@ -230,12 +253,13 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
     stopped_on_time = False
 
     def entry() -> dict:
-        e = {"step": step, "loss": float(np.mean(losses[-50:])) if losses else None, "wall_s": round(wall_before + time.perf_counter() - t0, 1)}
-        e |= {k: float(np.mean(v[-50:])) for k, v in parts.items()}
+        wall, n = wall_before + time.perf_counter() - t0, task.log_window
+        e = {"step": step, "loss": float(np.mean(losses[-n:])) if losses else None, "wall_s": wall if task.wall_digits is None else round(wall, task.wall_digits)}
+        e |= {k: float(np.mean(v[-n:])) for k, v in parts.items()}
         return e
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt, step, model, ema, opt, torch.zeros(1), log)
+        save_checkpoint(ckpt, step, model, ema, opt, torch.zeros(1) if task.rng_state is None else task.rng_state(), log)
 
     batches = batch_stream(task.draw, rng, cfg, step, pin=device.type == "cuda")
     try:
@@ -287,15 +311,17 @@ def run_training(task: Task, cfg: LoopConfig) -> dict:
         "loop": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
     }
+    if task.summarize is not None:
+        summary = task.summarize(summary)
     if cfg.export is not None:
-        export_model(ema.cpu(), task.arch, Path(cfg.export), (init["trained_steps"] if init else 0) + step, summary)
+        export_model(ema.cpu(), task.arch, Path(cfg.export), (init["trained_steps"] if init else 0) + step, summary, task.recipe)
     return summary
 
 
-def export_model(model: torch.nn.Module, arch: dict, folder: Path, steps: int, summary: dict) -> None:
-    """``model.safetensors`` (metadata ``trained_steps``), ``config.json``, ``SHA256SUMS`` and
-    ``train_summary.json`` into ``folder``."""
-    save_model_dir(model, arch, folder, metadata={"trained_steps": steps, "recipe": summary.get("recipe", "")})
+def export_model(model: torch.nn.Module, arch: dict, folder: Path, steps: int, summary: dict, recipe: str | None = None) -> None:
+    """``model.safetensors`` (metadata ``trained_steps`` and ``recipe``: ``recipe``, or else the
+    summary's), ``config.json``, ``SHA256SUMS`` and ``train_summary.json`` into ``folder``."""
+    save_model_dir(model, arch, folder, metadata={"trained_steps": steps, "recipe": summary.get("recipe", "") if recipe is None else recipe})
     (folder / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
