@@ -96,14 +96,15 @@ def test_config_rejects_unknown_keys():
         FusionUNetConfig.from_dict({"frames": 7, "depth": 4})
 
 
-def test_config_rejects_missing_keys_with_the_fix():
+def test_config_refuses_unknown_keys_with_the_fix_and_defaults_missing_ones():
     from focusstack.errors import ConfigError
 
     d = FusionUNetConfig().to_dict()
     assert FusionUNetConfig.from_dict(d) == FusionUNetConfig()
     del d["groups"]
-    with pytest.raises(ConfigError, match="missing keys: groups") as info:
-        FusionUNetConfig.from_dict(d)
+    assert FusionUNetConfig.from_dict(d) == FusionUNetConfig()  # a missing key takes its default
+    with pytest.raises(ConfigError, match="unknown Fusion U-Net config keys: depth") as info:
+        FusionUNetConfig.from_dict(d | {"depth": 4})
     assert isinstance(info.value, ValueError) and info.value.expected and info.value.fix
     with pytest.raises(ConfigError, match="JSON object"):
         FusionUNetConfig.from_dict([7])

@@ -13,8 +13,8 @@ from focusstack.errors import ConfigError
 
 
 class ArchConfigError(ConfigError, ValueError):
-    """A config dict or ``config.json`` that does not describe the architecture: unknown or
-    missing keys, or not a JSON object. Also a ``ValueError``, as the configs' own checks in
+    """A config dict or ``config.json`` that does not describe the architecture: unknown keys,
+    or not a JSON object. Also a ``ValueError``, as the configs' own checks in
     ``__post_init__`` raise, so one ``except ValueError`` catches every bad config."""
 
 
@@ -22,9 +22,9 @@ class ArchConfig:
     """Mixin for a frozen dataclass of an architecture.
 
     :meth:`to_dict` gives a JSON-ready dict (tuple fields become lists, field order kept);
-    :meth:`from_dict` takes such a dict back (lists become tuples) and refuses unknown or
-    missing keys with an :class:`ArchConfigError` naming ``_kind``, the keys expected and found,
-    and the fix. ``save(path)`` writes ``json.dumps(to_dict(), indent=2)`` plus a newline (the
+    :meth:`from_dict` takes such a dict back (lists become tuples; a missing key takes its
+    default, as configs written before a field was added do) and refuses unknown keys with an
+    :class:`ArchConfigError` naming ``_kind``, the keys expected and found, and the fix. ``save(path)`` writes ``json.dumps(to_dict(), indent=2)`` plus a newline (the
     bytes of the shipped ``config.json`` files); ``load(path)`` reads it back.
     """
 
@@ -44,16 +44,10 @@ class ArchConfig:
                 fix="keep the config.json written beside the weights by the same training run",
             )
         unknown = sorted(set(d) - set(names))
-        missing = [k for k in names if k not in d]
-        if unknown or missing:
-            found = []
-            if unknown:
-                found.append(f"unknown {cls._kind} config keys: {', '.join(unknown)}")
-            if missing:
-                found.append(f"missing keys: {', '.join(missing)}")
+        if unknown:
             raise ArchConfigError(
-                f"not a {cls._kind} config ({'; '.join(found)})",
-                expected=f"exactly the keys {', '.join(names)}",
+                f"unknown {cls._kind} config keys: {', '.join(unknown)}",
+                expected=f"keys among {', '.join(names)} (a missing key takes its default)",
                 actual=f"the keys {', '.join(d) or '(none)'}",
                 fix="keep the config.json written beside the weights by the same training run "
                 "(or write one with the architecture's to_dict())",
