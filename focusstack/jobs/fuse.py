@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from focusstack.config import FuseConfig
-from focusstack.engines.base import Engine, Steps
+from focusstack.engines.base import Engine, Stepped, Steps
 from focusstack.engines.factory import build_engine
 from focusstack.errors import FocusstackError, ImageWriteError, OutputExistsError, UsageError
 from focusstack.io import Frame, check_output, check_stack, collect_stack, output_bit_depth, read_image, write_image
@@ -189,7 +189,7 @@ def fuse_stack(
         engine = build_engine(config)
         timings["load_weights"] = time.perf_counter() - t
     on_steps = None
-    if config.save_steps is not None and hasattr(engine, "step_images"):
+    if config.save_steps is not None and isinstance(engine, Stepped):
         check_steps_protected(config.save_steps, engine.step_images, paths)  # before any work
         on_steps = _steps_writer(Path(config.save_steps), paths)
     n = len(paths)

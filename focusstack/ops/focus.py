@@ -33,8 +33,6 @@ import numpy as np
 from focusstack.ops.color import luminance
 from focusstack.ops.filters import BORDER
 
-_BORDER = BORDER
-
 
 def modified_laplacian(y: np.ndarray, step: int = 1) -> np.ndarray:
     """``(H, W)`` float32 -> ``(H, W)`` float32 modified Laplacian with the given step (mirrored border)."""
@@ -46,8 +44,8 @@ def modified_laplacian(y: np.ndarray, step: int = 1) -> np.ndarray:
     k = np.zeros((1, 2 * step + 1), np.float32)
     k[0, 0], k[0, step], k[0, -1] = -1.0, 2.0, -1.0
     # filter2D correlates, but the kernel is symmetric. Anchor = centre.
-    dx = cv2.filter2D(y, cv2.CV_32F, k, borderType=_BORDER)
-    dy = cv2.filter2D(y, cv2.CV_32F, k.T, borderType=_BORDER)
+    dx = cv2.filter2D(y, cv2.CV_32F, k, borderType=BORDER)
+    dy = cv2.filter2D(y, cv2.CV_32F, k.T, borderType=BORDER)
     np.abs(dx, out=dx)
     np.abs(dy, out=dy)
     dx += dy
@@ -105,12 +103,12 @@ def focus_measure(
         s = int(s)
         if s < 1:
             raise ValueError(f"scales must be >= 1, got {s}")
-        ys = y if s == 1 else cv2.GaussianBlur(y, (0, 0), s / 2.0, borderType=_BORDER)
+        ys = y if s == 1 else cv2.GaussianBlur(y, (0, 0), s / 2.0, borderType=BORDER)
         e = modified_laplacian(ys, s)
         del ys
         np.square(e, out=e)
         w = _window(s, window)
-        e = cv2.boxFilter(e, cv2.CV_32F, (w, w), normalize=True, borderType=_BORDER)
+        e = cv2.boxFilter(e, cv2.CV_32F, (w, w), normalize=True, borderType=BORDER)
         e += np.float32(_noise_floor(s, noise_sigma))
         np.log(e, out=e)
         out += e
