@@ -335,6 +335,22 @@ def test_no_exposure_gain_between_registered_defocused_frames(scene):
     assert np.all(np.abs(gains - step) < 0.003), gains
 
 
+def test_no_exposure_gain_from_a_blur_of_encoded_values():
+    """A frame blurred as encoded values (as MF-VOC does) keeps the encoded means, but its
+    linear-light means drop by several percent everywhere alike, so the cells agree on a false
+    "gain". The encoded-domain estimate disagrees and the gain is dropped; a real exposure
+    change of the same blurred frame is still found."""
+    rng = np.random.default_rng(3)
+    blocks = rng.uniform(0.05, 0.95, (48, 72, 3)).astype(np.float32)
+    sharp = cv2.resize(blocks, (576, 384), interpolation=cv2.INTER_NEAREST)
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 6.0)
+    ref = GainReference(sharp)
+    assert np.all(np.abs(estimate_gains(ref, blurred) - 1.0) < 0.005)
+    step = np.float32(1.05 ** (1 / 2.2))
+    gains = estimate_gains(GainReference(np.clip(blurred * step, 0, 1)), blurred)
+    assert np.all(np.abs(gains - step) < 0.003), gains
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_blur_matched_registration_of_a_near_far_pair(seed):
     """A near/far pair (defocus radius 8 px, occlusion-correct layers) with the far frame moved

@@ -31,11 +31,18 @@ CONSISTENCY = 2.0
 #: Frames are taken as gamma-encoded (sRGB-like): gains are measured in linear light
 #: (``v ** GAMMA``) and applied to the encoded values as ``gain ** (1 / GAMMA)``.
 GAMMA = 2.2
+#: An exposure change scales light, so it shows as the same gain whether the frames are
+#: averaged in linear light or as encoded values (the encoded log ratio is the linear one over
+#: GAMMA). A blur applied to encoded values (MF-VOC) keeps the encoded means and shifts only the
+#: linear ones. A gain is kept only when the encoded-domain estimate agrees with the linear one
+#: within this fraction of it (MF-VOC scene_009: a 5 % "gain" of this kind cost 5 dB).
+DOMAIN_AGREEMENT = 0.5
 
 
-def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(H, W, 3)`` float32 in [0, 1] -> (blurred thumbnail ``(h, w, 3)`` float32, usable mask
-    ``(h, w, 3)`` bool: no clipped or black pixel nearby)."""
+def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(H, W, 3)`` float32 in [0, 1] -> (blurred thumbnail of linear light ``(h, w, 3)``
+    float32, the same of the encoded values, usable mask ``(h, w, 3)`` bool: no clipped or black
+    pixel nearby)."""
     h, w = image.shape[:2]
     s = min(1.0, THUMB_SIDE / max(h, w))
     size = (max(8, round(w * s)), max(8, round(h * s)))
@@ -52,7 +59,9 @@ def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     usable = np.repeat(usable[..., None], 3, axis=2)  # one mask for the three channels
     sigma = max(1.0, THUMB_BLUR * max(size))
     blurred = cv2.GaussianBlur(small, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-    return blurred, usable
+    encoded = cv2.GaussianBlur(cv2.resize(img, size, interpolation=cv2.INTER_AREA), (0, 0), sigma,
+                               borderType=cv2.BORDER_REFLECT_101)
+    return blurred, encoded, usable
 
 
 class GainReference:
@@ -61,7 +70,7 @@ class GainReference:
     def __init__(self, reference: np.ndarray) -> None:
         """``reference``: ``(H, W, 3)`` float32 in [0, 1], already in the output geometry."""
         self.shape = reference.shape
-        self.thumb, self.usable = _thumbnail(reference)
+        self.thumb, self.encoded, self.usable = _thumbnail(reference)
 
 
 def estimate_gains(ref: GainReference, frame: np.ndarray, *, min_fraction: float = 0.05) -> np.ndarray:
@@ -78,7 +87,7 @@ def estimate_gains(ref: GainReference, frame: np.ndarray, *, min_fraction: float
     """
     if frame.shape != ref.shape:
         raise ValueError(f"frame {frame.shape} and reference {ref.shape} must share one shape")
-    thumb, usable = _thumbnail(frame)
+    thumb, encoded, usable = _thumbnail(frame)
     ok = usable & ref.usable
     gains = np.ones(3)
     h, w = thumb.shape[:2]
@@ -100,6 +109,11 @@ def estimate_gains(ref: GainReference, frame: np.ndarray, *, min_fraction: float
                 if mm.mean() >= 0.2:
                     cells.append(float(np.median(ratio[sl][mm]) / GAMMA))
         if len(cells) >= 3 and abs(g) <= CONSISTENCY * float(np.std(cells)):
+            continue
+        # The same gain must show in the encoded values (see DOMAIN_AGREEMENT).
+        g_enc = float(np.median(np.log(np.maximum(ref.encoded[..., c], 1e-12).astype(np.float64))[m]
+                                - np.log(np.maximum(encoded[..., c], 1e-12).astype(np.float64))[m]))
+        if abs(g_enc - g) > DOMAIN_AGREEMENT * abs(g):
             continue
         gains[c] = float(np.exp(g))
     return np.clip(gains, 0.25, 4.0)

@@ -88,7 +88,9 @@ class DecisionConfig:
     #: blur grows with resolution, so the decision does not need every pixel; the measures cost
     #: most of the time (4K: 7 frames in 15 s at full size). 0: always full size.
     work_pixels: int = 4_000_000
-    #: Guided filter radius (fraction of the shorter side, at least 2 px) and regularisation.
+    #: Guided filter radius (fraction of the shorter side, at least 1 px) and regularisation.
+    #: The floor was 2 px, which made a 224 px image's transitions twice as wide for its size
+    #: as a 512 px one's: MF-VOC +0.38 dB at 1 px, devA and devTR unchanged (2 px there).
     guide_radius: float = 0.004
     guide_eps: float = 1e-3
     #: Energy ratio between the chosen frame and the best other one at which confidence is 1.
@@ -98,8 +100,11 @@ class DecisionConfig:
     #: the sharp one), which keeps the rim of a near object that a focus measure hands to the
     #: far frame. devbench: devA +0.62 dB, band +0.75 (docs/decision.md).
     reblur: bool = True
-    #: Sigma (px at the working size) of the Gaussian that aggregates the re-blur errors.
-    reblur_window: float = 1.0
+    #: Sigma (px at the working size) of the Gaussian that aggregates the re-blur errors. 0.5 px
+    #: (was 1): the test decides the pixels next to a silhouette, and a wider window lets the
+    #: other side's errors decide them. devbench: MF-VOC +0.17 dB, devA +0.03, devTR +0.02;
+    #: 0.35 and 0.25 px lose on all three (noise), 0.7 is between (docs/decision.md).
+    reblur_window: float = 0.5
     #: Largest defocus radius fitted between two frames, as a fraction of the longer side.
     reblur_max_radius: float = 0.05
     #: Pairs of frames whose fitted defocus radius (px) is below this are left as decided.
@@ -551,7 +556,7 @@ def _run(
     tick()
 
     # 4. soft boundaries.
-    gr = config.pixels(config.guide_radius, (h, w), 2)
+    gr = config.pixels(config.guide_radius, (h, w), 1)
     sub = max(1, int(round(1.0 / scale))) if scale < 1.0 else 1
     weights = refine_weights(labels, guide, k, radius=gr, eps=config.guide_eps, subsample=sub)
     tick()
