@@ -20,6 +20,7 @@ from focusstack.maps.decision import (
     decision_fuse_with_confidence,
     decision_steps,
     initial_decision,
+    label_boundary_band,
     refine_weights,
     remove_small_regions,
 )
@@ -321,3 +322,31 @@ def test_engine_interface():
     fused, conf = engine.fuse_with_confidence(frames)
     assert np.array_equal(engine.fuse(frames), fused)
     assert fused.shape == (64, 80, 3) and conf.shape == (64, 80) and conf.dtype == np.float32
+
+
+def test_compose_band_is_the_dense_composition_bit_for_bit():
+    """The fast path (labels plus the soft band, no (K, H, W) weights) gives the same float32
+    image as composing the dense weights, over several row boxes and a label absent from the band."""
+    from focusstack.maps.decision import compose_band, dense_weights, soft_band
+    from focusstack.ops import compose
+
+    rng = np.random.default_rng(7)
+    h, w, k = 150, 97, 4
+    labels = np.zeros((h, w), np.uint8)
+    labels[:, 40:] = 1
+    labels[60:130, 10:70] = 2  # label 3 is never used
+    frames = [rng.random((h, w, 3), dtype=np.float32) for _ in range(k)]
+    guide = np.mean([luminance(f) for f in frames], axis=0).astype(np.float32)
+    band = soft_band(labels, guide, k, radius=3, eps=1e-3)
+    assert band is not None and 0 < band.soft.shape[1] < h * w
+    assert np.allclose(band.soft.sum(axis=0), 1.0, atol=1e-5) and not band.soft[3].any()
+    fast = compose_band(frames, labels, band)
+    dense = compose(frames, dense_weights(labels, k, band))
+    assert np.array_equal(fast, dense)
+    soft_px = band.mask.copy()
+    soft_px[band.mask] = band.soft.max(axis=0) < 1.0
+    assert soft_px.sum() > 100  # the band really blends
+    far = ~label_boundary_band(labels, 7)  # beyond the band every pixel is its label's frame, exactly
+    ys, xs = np.nonzero(far)
+    assert np.array_equal(fast[far], np.stack(frames)[labels[far], ys, xs])
+    assert soft_band(np.zeros((h, w), np.uint8), guide, k, radius=3, eps=1e-3) is None

@@ -48,7 +48,9 @@ def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     size = (max(8, round(w * s)), max(8, round(h * s)))
     # defocus conserves local means of *light*, not of gamma-encoded values: average in linear light
     img = np.ascontiguousarray(image, np.float32)
-    small = cv2.resize(cv2.pow(np.maximum(img, 0.0), GAMMA), size, interpolation=cv2.INTER_AREA)
+    lin = np.maximum(img, 0.0)  # (a warp's overshoots below 0 would give NaN); one full-size buffer
+    small = cv2.resize(cv2.pow(lin, GAMMA, dst=lin), size, interpolation=cv2.INTER_AREA)
+    del lin
     # clipped or black pixels at full resolution (a small specular highlight vanishes in the
     # thumbnail's average but still biases it), then grown by the blur's reach (cv2: SIMD and
     # threads; numpy took 0.4 s per 4096x2731 frame)

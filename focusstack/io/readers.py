@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
@@ -326,6 +327,12 @@ def _to_rgb(samples: np.ndarray, scale: float) -> np.ndarray:
         samples = samples[:, :, None]
     src = samples[:, :, :3] if samples.shape[2] >= 3 else samples[:, :, :1]
     out = np.empty(samples.shape[:2] + (3,), dtype=np.float32)
+    if scale != 1 and src.shape[2] == 3 and src.dtype in (np.uint8, np.uint16):
+        # one cv2 pass on all cores, bit-identical to numpy's copy and divide (the fresh pages
+        # of a 4096x2731 frame cost 0.4 s single-threaded): v / scale in float32
+        src = np.ascontiguousarray(src)
+        cv2.divide(src.reshape(src.shape[0], -1), float(scale), dst=out.reshape(out.shape[0], -1), dtype=cv2.CV_32F)
+        return out
     np.copyto(out, src, casting="unsafe")
     if scale != 1:
         np.divide(out, np.float32(scale), out=out)

