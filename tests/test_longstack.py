@@ -5,6 +5,7 @@ every engine, never handing an engine more than a slab."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from focusstack.jobs import fuse as fuse_job
 from focusstack.align import transform_corners
-from focusstack.stack.analysis import analyse_stack
+from focusstack.stack.analysis import analyse_stack, read_ahead
 from focusstack.cli.app import app
 from focusstack.config import AlignConfig, FuseConfig, TileConfig
 from focusstack.engines.decision import DecisionEngine
@@ -216,3 +217,31 @@ def test_a_slab_overlap_too_large_for_the_slab_size_says_how_to_fix_it():
         FuseConfig(slab_size=2)
     assert "--slab-overlap 0 with --slab-size 2" in e.value.fix and "at least 3" in e.value.fix
     FuseConfig(slab_size=2, slab_overlap=0)
+
+
+def test_read_ahead_keeps_the_order_reads_one_frame_ahead_and_raises_in_place():
+    """The analysis reads the next frame in a worker thread: the frames come in path order, no
+    more than one is read beyond the one the caller holds, and a failed read raises when its
+    frame is asked for (the frames before it are delivered)."""
+    import threading
+
+    paths = [Path(f"f{i}.tif") for i in range(5)]
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def read(p: Path) -> str:
+        with lock:
+            started.append(p.name)
+        if p.name == "f3.tif":
+            raise OSError("broken f3")
+        return p.name
+
+    got = []
+    with pytest.raises(OSError, match="broken f3"):
+        for name in read_ahead(read, paths):
+            got.append(name)
+            time.sleep(0.02)  # the worker has time to run ahead if it would
+            assert len(started) <= len(got) + 1, (started, got)
+    assert got == ["f0.tif", "f1.tif", "f2.tif"]
+    assert "f4.tif" not in started
+    assert list(read_ahead(lambda p: p.name, paths[:1])) == ["f0.tif"]

@@ -19,7 +19,8 @@ Pass 2 (:class:`focusstack.stack.prepare.FramePreparer`) reads a frame when a sl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,6 +217,23 @@ class _FirstPass:
     icc: bytes | None
 
 
+def read_ahead(read: Reader, paths: Sequence[Path]) -> Iterator[Frame]:
+    """``read(p)`` for every path in order, the next frame decoded in a worker thread while the
+    caller works on the current one (decoding and the first touch of a frame's memory release
+    the GIL: 4096x2731, 7 frames: about 0.5 s of reading hidden behind the analysis). At most one
+    frame is read ahead; an error in reading is raised when that frame is asked for."""
+    if len(paths) < 2:
+        yield from (read(p) for p in paths)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="focusstack-read") as pool:
+        pending = pool.submit(read, paths[0])
+        for nxt in list(paths[1:]) + [None]:
+            frame = pending.result()
+            pending = pool.submit(read, nxt) if nxt is not None else None
+            yield frame
+            del frame
+
+
 def _read_pass(paths: list[Path], read: Reader, config: AlignConfig, *, need_order: bool, keep_frames: bool,
                on_frame: Advance | None) -> _FirstPass:
     """Read every frame once, in name order: energy maps, the name-order chain (long stacks)."""
@@ -227,8 +245,7 @@ def _read_pass(paths: list[Path], read: Reader, config: AlignConfig, *, need_ord
     exif = icc = None
     cache: dict[int, Frame] = {}
     width = height = 0
-    for i, p in enumerate(paths):
-        frame = read(p)
+    for i, (p, frame) in enumerate(zip(paths, read_ahead(read, paths))):
         height, width = frame.pixels.shape[:2]
         if i == 0:
             exif, icc = frame.exif, frame.icc

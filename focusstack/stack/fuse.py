@@ -136,7 +136,8 @@ def fuse_paths(
             keep_frames=n <= slab_size, on_frame=on_frame,
         )
         steps.update(n, label)
-        timings["align"] = time.perf_counter() - t - (read_time() - read_before)  # reading is timed on its own
+        # reading is timed on its own; it overlaps the analysis (read_ahead), so this is at least 0
+        timings["align"] = max(0.0, time.perf_counter() - t - (read_time() - read_before))
         order = analysis.order.order
         focus = {"files": [paths[k].name for k in order], **analysis.order.to_dict()}
         # a short stack is fused in name order (as without alignment); a long one in focus-ordered slabs
