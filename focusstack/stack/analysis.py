@@ -87,14 +87,21 @@ class StackAnalysis:
         }
 
 
-def _working_gray(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+def _working_gray(pixels: np.ndarray, max_side: int, scratch: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(H, W, 3)`` float32 -> (grey ``(h, w)`` float32 with ``max(h, w) <= max_side``,
-    ``(3, 3)`` full -> working pixel coordinates)."""
+    ``(3, 3)`` full -> working pixel coordinates). ``scratch``: a list holding (or given) one
+    full-size float32 plane reused for the luminance when it is downscaled (fresh pages for every
+    frame cost 0.06 s at 4096x2731)."""
     h, w = pixels.shape[:2]
     s = min(1.0, max_side / max(h, w))
-    y = luminance(pixels)
     if s >= 1.0:
-        return y, np.eye(3)
+        return luminance(pixels), np.eye(3)
+    buf = None
+    if scratch is not None:
+        if not scratch or scratch[0].shape != (h, w):
+            scratch[:] = [np.empty((h, w), np.float32)]
+        buf = scratch[0]
+    y = luminance(pixels, out=buf)
     ws, hs = max(8, round(w * s)), max(8, round(h * s))
     small = cv2.resize(y, (ws, hs), interpolation=cv2.INTER_AREA)
     return small, downscale_matrix(ws / w, hs / h)
@@ -174,7 +181,7 @@ def analyse_stack(
     reads = first.reads
     if align and (chain is None or seq != list(range(n))):
         # frames are not focus neighbours in name order: register along the focus order
-        chain, more = _register_along(paths, seq, read, config, first.cache, on_frame)
+        chain, more = _register_along(paths, seq, read, config, first.cache, on_frame, first.grays)
         reads += more
     if chain is not None and chain.error is not None:
         raise chain.error
@@ -215,6 +222,9 @@ class _FirstPass:
     height: int
     exif: bytes | None
     icc: bytes | None
+    #: the working grey images of the cached frames (registration along the focus order reuses
+    #: them instead of computing them again: 4096x2731, 7 frames: 0.5 s)
+    grays: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def read_ahead(read: Reader, paths: Sequence[Path]) -> Iterator[Frame]:
@@ -244,12 +254,14 @@ def _read_pass(paths: list[Path], read: Reader, config: AlignConfig, *, need_ord
     chain = Chain(config) if align and not keep_frames else None
     exif = icc = None
     cache: dict[int, Frame] = {}
+    grays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    scratch: list[np.ndarray] = []
     width = height = 0
     for i, (p, frame) in enumerate(zip(paths, read_ahead(read, paths))):
         height, width = frame.pixels.shape[:2]
         if i == 0:
             exif, icc = frame.exif, frame.icc
-        gray, to_working = _working_gray(frame.pixels, config.max_side if align else 512)
+        gray, to_working = _working_gray(frame.pixels, config.max_side if align else 512, scratch)
         if need_order:
             energies.append(energy_map(gray))
             to_energy = downscale_matrix(energies[-1].shape[1] / gray.shape[1], energies[-1].shape[0] / gray.shape[0]) @ to_working
@@ -257,23 +269,31 @@ def _read_pass(paths: list[Path], read: Reader, config: AlignConfig, *, need_ord
             chain.feed(gray, to_working, p.name)
         if keep_frames:
             cache[i] = frame
+            if align:
+                grays[i] = (gray, to_working)
         del frame, gray
         if on_frame is not None:
             on_frame(i + 1, n)
-    return _FirstPass(energies, to_energy, chain, cache, n, width, height, exif, icc)
+    return _FirstPass(energies, to_energy, chain, cache, n, width, height, exif, icc, grays)
 
 
 def _register_along(paths: list[Path], seq: list[int], read: Reader, config: AlignConfig, cache: dict[int, Frame],
-                    on_frame: Advance | None) -> tuple[Chain, int]:
-    """Register the frames along ``seq`` (the focus order); returns the chain and the reads."""
+                    on_frame: Advance | None, grays: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[Chain, int]:
+    """Register the frames along ``seq`` (the focus order); returns the chain and the reads.
+    ``grays``: working grey images already made from cached frames (used, and dropped)."""
     n = len(paths)
     chain = Chain(config)
     reads = 0
+    grays = {} if grays is None else grays
     for j, k in enumerate(seq):
-        cached = cache.get(k)
-        frame = cached if cached is not None else read(paths[k])
-        reads += cached is None
-        gray, to_working = _working_gray(frame.pixels, config.max_side)
+        if k in grays:
+            gray, to_working = grays.pop(k)
+            frame = None
+        else:
+            cached = cache.get(k)
+            frame = cached if cached is not None else read(paths[k])
+            reads += cached is None
+            gray, to_working = _working_gray(frame.pixels, config.max_side)
         chain.feed(gray, to_working, paths[k].name)
         del frame, gray
         if on_frame is not None:
