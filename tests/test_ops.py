@@ -93,3 +93,23 @@ def test_luminance_into_a_reused_buffer_is_the_same_plane():
     for bad in (np.empty((37, 52), np.float32), np.empty((37, 53), np.float64), np.empty((53, 37), np.float32).T):
         with pytest.raises(ValueError, match="C-contiguous float32"):
             luminance(a, out=bad)
+
+
+def test_empty_plain_gives_a_writable_array_of_the_asked_shape_either_way():
+    """Small arrays come from np.empty, large ones from an anonymous map (plain pages); both are
+    writable, C-contiguous, of the asked shape and dtype, and a large one's memory outlives the
+    name it was made under as long as a view holds it."""
+    from focusstack.ops.memory import PLAIN_FROM_BYTES, empty_plain
+
+    small = empty_plain((4, 5, 3), np.float32)
+    big = empty_plain((PLAIN_FROM_BYTES // 12 + 1, 1, 3), np.float32)
+    assert small.base is None or small.flags.owndata
+    assert not big.flags.owndata and big.base is not None  # the map, not numpy's allocator
+    for a, dt in ((small, np.float32), (big, np.float32), (empty_plain((3_000_000,), np.uint16), np.uint16)):
+        assert a.dtype == dt and a.flags.writeable and a.flags.c_contiguous
+        a[...] = 1
+        assert float(a.sum(dtype=np.float64)) == a.size
+    view = big[::2]
+    del big
+    view[:] = 2.0
+    assert np.all(view == 2.0)

@@ -29,6 +29,7 @@ from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from focusstack.config import DEFAULT_MAX_PIXELS
 from focusstack.errors import FocusstackError, ImageReadError, UsageError
+from focusstack.ops.memory import empty_plain
 from focusstack.io.formats import (
     RAW_EXTENSIONS,
     SUPPORTED_EXTENSIONS,
@@ -326,7 +327,7 @@ def _to_rgb(samples: np.ndarray, scale: float) -> np.ndarray:
     if samples.ndim == 2:
         samples = samples[:, :, None]
     src = samples[:, :, :3] if samples.shape[2] >= 3 else samples[:, :, :1]
-    out = np.empty(samples.shape[:2] + (3,), dtype=np.float32)
+    out = empty_plain(samples.shape[:2] + (3,), np.float32)  # (plain pages: ops/memory.py)
     if scale != 1 and src.shape[2] == 3 and src.dtype in (np.uint8, np.uint16):
         # one cv2 pass on all cores, bit-identical to numpy's copy and divide (the fresh pages
         # of a 4096x2731 frame cost 0.4 s single-threaded): v / scale in float32

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from focusstack.maps.reblur import relabel_by_reblur
-from focusstack.ops import GuidedFilter, compose, focus_measure, linear_luminance, luminance
+from focusstack.ops import GuidedFilter, compose, empty_plain, focus_measure, linear_luminance, luminance
 from focusstack.ops.check import check_frames as _check_frames
 from focusstack.progress import Advance
 
@@ -424,7 +424,7 @@ def compose_band(frames: Sequence[np.ndarray], labels: np.ndarray, band: SoftBan
     float32 sums, bit for bit, as :func:`focusstack.ops.compose` of :func:`dense_weights`
     (4096x2731, 7 frames: 1.1 s -> 0.3 s, and 0.3 GB less)."""
     h, w = labels.shape
-    out = np.empty((h, w, 3), np.float32)
+    out = empty_plain((h, w, 3), np.float32)  # written once, streamed to the writer
     for k, f in enumerate(frames):
         hot = labels == k
         if hot.any():
