@@ -30,5 +30,11 @@ def empty_plain(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> 
     n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     if n < PLAIN_FROM_BYTES:
         return np.empty(shape, dt)
-    buf = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        if hasattr(mmap, "MAP_ANONYMOUS"):  # POSIX
+            buf = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        else:  # Windows: an anonymous map backed by the paging file
+            buf = mmap.mmap(-1, n)
+    except (OSError, ValueError):  # no map of that size: the allocator's memory, huge pages or not
+        return np.empty(shape, dt)
     return np.frombuffer(buf, dt).reshape(shape)
