@@ -8,6 +8,7 @@ import pytest
 
 from focusstack.ops import (
     LUMA_WEIGHTS,
+    GuidedFilter,
     check_frames,
     check_shape,
     gaussian,
@@ -113,3 +114,18 @@ def test_empty_plain_gives_a_writable_array_of_the_asked_shape_either_way():
     del big
     view[:] = 2.0
     assert np.all(view == 2.0)
+
+
+@pytest.mark.parametrize("subsample", [1, 2])
+def test_guided_filter_into_a_buffer_is_the_same_plane(subsample):
+    """``GuidedFilter(...)(p, out=buf)`` gives the same float32 plane as without ``out``, for
+    several planes through one buffer, and refuses a buffer of the wrong shape."""
+    rng = np.random.default_rng(5)
+    guide = rng.random((61, 47), dtype=np.float32)
+    gf = GuidedFilter(guide, 4, 1e-3, subsample)
+    buf = np.empty_like(guide)
+    for _ in range(2):
+        p = (rng.random((61, 47)) > 0.5).astype(np.float32)
+        assert np.array_equal(gf(p, out=buf), gf(p))
+    with pytest.raises(ValueError, match="float32 of shape"):
+        gf(p, out=np.empty((61, 46), np.float32))

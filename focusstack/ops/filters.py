@@ -63,6 +63,7 @@ class GuidedFilter:
         var -= self.mean_i * self.mean_i
         var += np.float32(eps)
         self.inv = np.reciprocal(var, out=var)
+        self._scratch: np.ndarray | None = None  # the upsampled b of __call__(out=...)
 
     def _down(self, x: np.ndarray) -> np.ndarray:
         if self.s == 1:
@@ -77,14 +78,31 @@ class GuidedFilter:
     def _box(self, x: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(x, cv2.CV_32F, self.size, normalize=True, borderType=BORDER)
 
-    def __call__(self, p: np.ndarray) -> np.ndarray:
+    def __call__(self, p: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The filtered ``p`` (``(H, W)``, the guide's shape) as float32, written into ``out``
+        (``(H, W)`` float32) when given: a caller filtering many planes and keeping only part
+        of each reuses one buffer instead of fresh full-size pages per plane."""
         p = self._down(p)
         mean_p = self._box(p)
         a = self._box(self.g_small * p)
         a -= self.mean_i * mean_p
         a *= self.inv  # a = cov(I, p) / (var(I) + eps)
         mean_p -= a * self.mean_i  # b = mean_p - a mean_I
-        q = self._up(self._box(a))
-        q *= self.guide
-        q += self._up(self._box(mean_p))
-        return q
+        if out is None:
+            q = self._up(self._box(a))
+            q *= self.guide
+            q += self._up(self._box(mean_p))
+            return q
+        if out.shape != self.guide.shape or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 of shape {self.guide.shape}, got {out.dtype} {out.shape}")
+        if self.s == 1:
+            np.copyto(out, self._box(a))
+            out *= self.guide
+            out += self._box(mean_p)
+            return out
+        cv2.resize(self._box(a), self.guide.shape[::-1], dst=out, interpolation=cv2.INTER_LINEAR)
+        out *= self.guide
+        if self._scratch is None or self._scratch.shape != out.shape:
+            self._scratch = np.empty_like(out)
+        out += cv2.resize(self._box(mean_p), self.guide.shape[::-1], dst=self._scratch, interpolation=cv2.INTER_LINEAR)
+        return out
