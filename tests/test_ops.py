@@ -129,3 +129,15 @@ def test_guided_filter_into_a_buffer_is_the_same_plane(subsample):
         assert np.array_equal(gf(p, out=buf), gf(p))
     with pytest.raises(ValueError, match="float32 of shape"):
         gf(p, out=np.empty((61, 46), np.float32))
+
+
+def test_scratch_reuses_its_buffer_while_the_shape_and_dtype_stay():
+    from focusstack.ops import Scratch
+
+    s = Scratch()
+    a = s.get((6, 7))
+    assert s.get((6, 7)) is a and a.dtype == np.float32
+    b = s.get((6, 8))
+    assert b is not a and b.shape == (6, 8) and s.get((6, 8), np.uint8) is not b
+    s.clear()
+    assert s.get((6, 8), np.uint8) is not b

@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from focusstack.ops import Scratch
+
 __all__ = ["GainReference", "apply_gains", "estimate_gains"]
 
 #: Longer side of the comparison thumbnail (px) and its blur (fraction of that side).
@@ -39,7 +41,7 @@ GAMMA = 2.2
 DOMAIN_AGREEMENT = 0.5
 
 
-def _thumbnail(image: np.ndarray, scratch: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _thumbnail(image: np.ndarray, scratch: Scratch | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(H, W, 3)`` float32 in [0, 1] -> (blurred thumbnail of linear light ``(h, w, 3)``
     float32, the same of the encoded values, usable mask ``(h, w, 3)`` bool: no clipped or black
     pixel nearby)."""
@@ -50,12 +52,7 @@ def _thumbnail(image: np.ndarray, scratch: list[np.ndarray] | None = None) -> tu
     img = np.ascontiguousarray(image, np.float32)
     # one full-size buffer, reused from frame to frame through ``scratch`` (fresh pages for each
     # frame cost 0.1-0.3 s at 4096x2731); clipped at 0: a warp's overshoots would give NaN
-    if scratch is not None and scratch and scratch[0].shape == img.shape:
-        lin = np.maximum(img, 0.0, out=scratch[0])
-    else:
-        lin = np.maximum(img, 0.0)
-        if scratch is not None:
-            scratch[:] = [lin]
+    lin = np.maximum(img, 0.0, out=None if scratch is None else scratch.get(img.shape))
     small = cv2.resize(cv2.pow(lin, GAMMA, dst=lin), size, interpolation=cv2.INTER_AREA)
     del lin
     # clipped or black pixels at full resolution (a small specular highlight vanishes in the
@@ -80,7 +77,7 @@ class GainReference:
         """``reference``: ``(H, W, 3)`` float32 in [0, 1], already in the output geometry."""
         self.shape = reference.shape
         #: the full-size scratch plane that every frame's thumbnail reuses
-        self.scratch: list[np.ndarray] = []
+        self.scratch = Scratch()
         self.thumb, self.encoded, self.usable = _thumbnail(reference, self.scratch)
 
 

@@ -42,12 +42,11 @@ import numpy as np
 
 from focusstack.maps.reblur import relabel_by_reblur
 from focusstack.ops import GuidedFilter, compose, empty_plain, focus_measure, linear_luminance, luminance
+from focusstack.ops.blend import ROWS, weighted_sum_box
 from focusstack.ops.check import check_frames as _check_frames
 from focusstack.progress import Advance
 
 _BORDER = cv2.BORDER_REFLECT_101
-#: Rows of the soft band summed at once by :func:`compose_band` (a few MB of float32 per box).
-_ROWS = 64
 #: Labels are uint8; 255 marks "undecided" inside :func:`consistency_check`.
 _UNDECIDED = 255
 MAX_DECISION_FRAMES = 254
@@ -438,25 +437,26 @@ def compose_band(frames: Sequence[np.ndarray], labels: np.ndarray, band: SoftBan
         if hot.any():
             cv2.copyTo(np.ascontiguousarray(f, np.float32), hot.view(np.uint8), out)
     if band is not None:
-        # the weighted sum in boxes of _ROWS rows of the band's box: the weights of a box are
+        # the weighted sum in boxes of ROWS rows of the band's box: the weights of a box are
         # a contiguous run of band.soft (row-major), spread into a small dense block
         y0, y1, x0, x1 = band.box
         k = band.soft.shape[0]
         starts = np.concatenate([[0], np.cumsum(band.mask.sum(axis=1))])
-        for r0 in range(0, y1 - y0, _ROWS):
-            r1 = min(y1 - y0, r0 + _ROWS)
+        for r0 in range(0, y1 - y0, ROWS):
+            r1 = min(y1 - y0, r0 + ROWS)
             a, b = int(starts[r0]), int(starts[r1])
             if a == b:
                 continue
             sub = band.mask[r0:r1]
-            block = np.zeros((k, r1 - r0, x1 - x0), np.float32)
-            acc = np.zeros((r1 - r0, x1 - x0, 3), np.float32)
-            for i, f in enumerate(frames):
+            planes: list[np.ndarray | None] = []
+            for i in range(k):
                 seg = band.soft[i, a:b]
+                plane = None
                 if seg.any():
-                    block[i][sub] = seg
-                    acc += f[y0 + r0 : y0 + r1, x0:x1] * block[i][..., None]
-            np.copyto(out[y0 + r0 : y0 + r1, x0:x1], acc, where=sub[..., None])
+                    plane = np.zeros(sub.shape, np.float32)
+                    plane[sub] = seg
+                planes.append(plane)
+            weighted_sum_box(frames, planes, out, (y0 + r0, y0 + r1, x0, x1), sub)
     return np.clip(out, 0.0, 1.0, out=out)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from focusstack.ops.memory import Scratch
+
 #: The border every filter of the package uses.
 BORDER = cv2.BORDER_REFLECT_101
 
@@ -63,17 +65,20 @@ class GuidedFilter:
         var -= self.mean_i * self.mean_i
         var += np.float32(eps)
         self.inv = np.reciprocal(var, out=var)
-        self._scratch: np.ndarray | None = None  # the upsampled b of __call__(out=...)
+        self._scratch = Scratch()  # the upsampled b of __call__(out=...)
 
     def _down(self, x: np.ndarray) -> np.ndarray:
         if self.s == 1:
             return x.astype(np.float32, copy=False)
         return cv2.resize(x.astype(np.float32, copy=False), self.small_size, interpolation=cv2.INTER_AREA)
 
-    def _up(self, x: np.ndarray) -> np.ndarray:
-        if self.s == 1:
+    def _up(self, x: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
+        if self.s > 1:
+            return cv2.resize(x, self.guide.shape[::-1], dst=dst, interpolation=cv2.INTER_LINEAR)
+        if dst is None:
             return x
-        return cv2.resize(x, self.guide.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        np.copyto(dst, x)
+        return dst
 
     def _box(self, x: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(x, cv2.CV_32F, self.size, normalize=True, borderType=BORDER)
@@ -88,18 +93,13 @@ class GuidedFilter:
         a -= self.mean_i * mean_p
         a *= self.inv  # a = cov(I, p) / (var(I) + eps)
         mean_p -= a * self.mean_i  # b = mean_p - a mean_I
-        if out is None:
-            q = self._up(self._box(a))
-            q *= self.guide
-            q += self._up(self._box(mean_p))
-            return q
-        if out.shape != self.guide.shape or out.dtype != np.float32:
+        if out is not None and (out.shape != self.guide.shape or out.dtype != np.float32):
             raise ValueError(f"out must be float32 of shape {self.guide.shape}, got {out.dtype} {out.shape}")
-        if self.s == 1:
-            np.copyto(out, self._box(a))
-            out *= self.guide
-            out += self._box(mean_p)
-            return out
+        q = self._up(self._box(a), out)
+        q *= self.guide
+        # (the upsampled b goes into a reused plane too; at s = 1 it is a fresh box filter anyway)
+        q += self._up(self._box(mean_p), self._scratch.get(q.shape) if out is not None and self.s > 1 else None)
+        return q
         cv2.resize(self._box(a), self.guide.shape[::-1], dst=out, interpolation=cv2.INTER_LINEAR)
         out *= self.guide
         if self._scratch is None or self._scratch.shape != out.shape:

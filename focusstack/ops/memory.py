@@ -16,7 +16,7 @@ import mmap
 
 import numpy as np
 
-__all__ = ["PLAIN_FROM_BYTES", "empty_plain"]
+__all__ = ["PLAIN_FROM_BYTES", "Scratch", "empty_plain"]
 
 #: Arrays smaller than this come from ``np.empty`` (the allocator's pools serve them well).
 PLAIN_FROM_BYTES = 8 << 20
@@ -38,3 +38,23 @@ def empty_plain(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> 
     except (OSError, ValueError):  # no map of that size: the allocator's memory, huge pages or not
         return np.empty(shape, dt)
     return np.frombuffer(buf, dt).reshape(shape)
+
+
+class Scratch:
+    """One reusable buffer: :meth:`get` returns the same array while the shape and dtype asked
+    for stay the same (a caller that makes one full-size plane per frame and drops it faults in
+    its pages once, not once per frame), and a new one when they change."""
+
+    def __init__(self) -> None:
+        self._buf: np.ndarray | None = None
+
+    def get(self, shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """An uninitialised C-contiguous array of ``shape`` and ``dtype`` (the previous one when it fits)."""
+        dt = np.dtype(dtype)
+        if self._buf is None or self._buf.shape != tuple(shape) or self._buf.dtype != dt:
+            self._buf = np.empty(shape, dt)
+        return self._buf
+
+    def clear(self) -> None:
+        """Drop the buffer (its memory is freed once no caller holds it)."""
+        self._buf = None

@@ -33,7 +33,7 @@ from focusstack.align.warp import Crop, common_area, full_area, is_identity
 from focusstack.config import AlignConfig
 from focusstack.errors import StackError
 from focusstack.io import Frame
-from focusstack.ops import luminance
+from focusstack.ops import Scratch, luminance
 from focusstack.stack.order import FocusOrder, energy_map, focus_order, grid_from_energy
 
 __all__ = ["StackAnalysis", "analyse_stack"]
@@ -87,21 +87,16 @@ class StackAnalysis:
         }
 
 
-def _working_gray(pixels: np.ndarray, max_side: int, scratch: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _working_gray(pixels: np.ndarray, max_side: int, scratch: Scratch | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(H, W, 3)`` float32 -> (grey ``(h, w)`` float32 with ``max(h, w) <= max_side``,
-    ``(3, 3)`` full -> working pixel coordinates). ``scratch``: a list holding (or given) one
-    full-size float32 plane reused for the luminance when it is downscaled (fresh pages for every
-    frame cost 0.06 s at 4096x2731)."""
+    ``(3, 3)`` full -> working pixel coordinates). ``scratch``: the full-size luminance plane,
+    reused from frame to frame when it is downscaled (fresh pages for every frame cost 0.06 s
+    at 4096x2731)."""
     h, w = pixels.shape[:2]
     s = min(1.0, max_side / max(h, w))
     if s >= 1.0:
         return luminance(pixels), np.eye(3)
-    buf = None
-    if scratch is not None:
-        if not scratch or scratch[0].shape != (h, w):
-            scratch[:] = [np.empty((h, w), np.float32)]
-        buf = scratch[0]
-    y = luminance(pixels, out=buf)
+    y = luminance(pixels, out=None if scratch is None else scratch.get((h, w)))
     ws, hs = max(8, round(w * s)), max(8, round(h * s))
     small = cv2.resize(y, (ws, hs), interpolation=cv2.INTER_AREA)
     return small, downscale_matrix(ws / w, hs / h)
@@ -255,7 +250,7 @@ def _read_pass(paths: list[Path], read: Reader, config: AlignConfig, *, need_ord
     exif = icc = None
     cache: dict[int, Frame] = {}
     grays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    scratch: list[np.ndarray] = []
+    scratch = Scratch()
     width = height = 0
     for i, (p, frame) in enumerate(zip(paths, read_ahead(read, paths))):
         height, width = frame.pixels.shape[:2]
