@@ -188,8 +188,6 @@ def _fuse_slabs(
         for i, slab in enumerate(slabs):
             nxt = set(slabs[i + 1]) if i + 1 < n_slabs else set()
             frames = [held.pop(k) if k in held else preparer.prepare(k) for k in slab]
-            if i == n_slabs - 1:
-                preparer.release()
             if depth is not None:
                 for k, f in zip(slab, frames):
                     depth.update(position[k] if position else k, f)

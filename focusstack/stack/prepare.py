@@ -55,12 +55,6 @@ class FramePreparer:
             self.gains[k] = [round(float(v), 5) for v in g]
         return out
 
-    def release(self) -> None:
-        """Free the exposure thumbnails' full-size scratch plane (call after the last frame is
-        prepared: the fusion should not carry it)."""
-        if self.gain_ref is not None:
-            self.gain_ref.scratch.clear()
-
     def report(self) -> dict:
         a = self.a
         if not a.aligned:
