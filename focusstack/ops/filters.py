@@ -100,9 +100,3 @@ class GuidedFilter:
         # (the upsampled b goes into a reused plane too; at s = 1 it is a fresh box filter anyway)
         q += self._up(self._box(mean_p), self._scratch.get(q.shape) if out is not None and self.s > 1 else None)
         return q
-        cv2.resize(self._box(a), self.guide.shape[::-1], dst=out, interpolation=cv2.INTER_LINEAR)
-        out *= self.guide
-        if self._scratch is None or self._scratch.shape != out.shape:
-            self._scratch = np.empty_like(out)
-        out += cv2.resize(self._box(mean_p), self.guide.shape[::-1], dst=self._scratch, interpolation=cv2.INTER_LINEAR)
-        return out
