@@ -316,6 +316,24 @@ def test_bad_align_model_is_a_usage_error(tmp_path, warped_stack):
     assert r.exit_code == 2 and "--align-model" in r.output
 
 
+@pytest.mark.parametrize("shape,f", [((37, 53, 3), 4), ((300, 170, 3), 3), ((40, 40, 3), 1)])
+def test_thumbnail_block_means_match_a_direct_computation(shape, f, monkeypatch):
+    """The banded pass (several bands, both threads) gives each f x f block's mean of linear
+    light, of the encoded values and of the clip indicator, edge remainders left out."""
+    from focusstack.align import exposure
+
+    monkeypatch.setattr(exposure, "CHUNK_ROWS", 8)  # several bands even on a small image
+    rng = np.random.default_rng(3)
+    img = rng.uniform(-0.02, 1.0, shape).astype(np.float32)
+    lin, enc, bad = exposure._block_sums(img, f)
+    h, w = shape[0] // f * f, shape[1] // f * f
+    blocks = lambda x: x[:h, :w].reshape(h // f, f, w // f, f, *x.shape[2:]).mean(axis=(1, 3))  # noqa: E731
+    assert np.allclose(lin, blocks(np.maximum(img, 0) ** exposure.GAMMA), atol=1e-5)
+    assert np.allclose(enc, blocks(img), atol=1e-5)
+    off = ((img <= exposure.LOW) | (img >= exposure.HIGH)).any(axis=2)
+    assert np.array_equal(bad > 0, blocks(off.astype(np.float64)) > 0)
+
+
 @pytest.mark.parametrize("scene", ["scene_004", "scene_007"])
 def test_no_exposure_gain_between_registered_defocused_frames(scene):
     """devTR pairs rendered with one exposure and strong blur (CoC 28 and 16 px): occlusion
