@@ -1,0 +1,178 @@
+"""The background side of an occlusion boundary: which frame is the near one, and the background
+that neither frame shows.
+
+Image formation (layered thin lens, occlusion-correct): where a near object with matte ``a``
+and colours ``F`` stands before a background ``B``, the frame focused near shows
+``N = a F + (1 - a) (K * B)`` and the frame focused far shows ``D = K * (a F) + (1 - K * a) B``
+(``K`` the defocus PSF of radius ``r``). On the background side of the silhouette, within
+``r`` of it, neither is the truth ``B``: the near frame has it blurred, the far frame has it
+under the blurred object's spill. Both are known, so the background can be *un-composited*
+from the far frame: ``B = (D - K * (a N)) / (1 - K * a)`` (``a N = a F``).
+
+**Which side is near** (:func:`order_pair`). For each of the two hypotheses ("frame i is the
+near one", "frame j is"), un-composite the background as above and re-blur it: under the true
+hypothesis the result explains the near frame on the background side (``N = K * B`` there).
+The hypothesis with the smaller residual wins; it must win by ``margin`` (log ratio), and
+un-compositing must explain the near frame better than the far frame as it is (a spill must
+be there to remove: a pair blurred and pasted with a hard mask, as MF-VOC is, has none).
+Measured (docs/decision.md): right on 12 of 12 devTR pairs, where the occlusion cue of
+:mod:`focusstack.refinement.ordering` got 9.
+
+**The synthesis** (:func:`halo_fill`). On the background side of an ordered pair the output
+becomes the near frame's low frequencies plus the un-composited background's detail,
+``N + (B - G * B)`` (``G`` a Gaussian of sigma ``r / 2``): this tolerates a matte that is a
+few pixels off, where the full un-compositing does not.
+
+Arrays: frames ``(H, W, 3)`` float32 sRGB-encoded in [0, 1] (converted to linear light inside),
+luminance ``(H, W)`` float32, labels ``(H, W)`` uint8, radii in pixels of these arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from focusstack.ops import GuidedFilter, linear_to_srgb, srgb_to_linear
+
+__all__ = ["HaloPair", "halo_fill", "order_pair"]
+
+_BORDER = cv2.BORDER_REFLECT_101
+
+
+def _disc(r: float) -> np.ndarray:
+    """A pillbox of radius ``r`` px with an antialiased rim, summing to 1."""
+    n = int(math.ceil(r))
+    y, x = np.mgrid[-n : n + 1, -n : n + 1]
+    k = np.clip(r + 0.5 - np.hypot(x, y), 0.0, 1.0).astype(np.float32)
+    return k / k.sum()
+
+
+def _blur(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return cv2.filter2D(x, -1, kernel, borderType=_BORDER)
+
+
+def _ellipse(n: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * n + 1, 2 * n + 1))
+
+
+@dataclass
+class _Side:
+    """One hypothesis on a crop: ``near`` is the near frame; its matte, the spill terms and the
+    background-side residual of the re-blurred un-composited background (and of the far frame
+    as it is)."""
+
+    matte: np.ndarray  # (h, w) float32 in [0, 1], the near object's soft matte
+    residual: float | None  # mean |N - K * B_uncomposited| over the background side
+    residual_plain: float | None  # the same with the far frame as it is (no spill removed)
+
+
+def _side(near_lin: np.ndarray, far_lin: np.ndarray, near_lum: np.ndarray, region: np.ndarray,
+          near_seam: np.ndarray, r: float, kernel: np.ndarray) -> _Side:
+    erode = max(1, int(round(0.25 * r)))
+    core = cv2.erode(region.astype(np.uint8), _ellipse(erode)).astype(np.float32)
+    matte = np.clip(GuidedFilter(near_lum, max(1, int(round(r))), 1e-3)(core), 0.0, 1.0)
+    k_a = _blur(matte, kernel)
+    zone = (matte < 0.5) & (k_a > 0.05) & near_seam
+    if int(zone.sum()) < 50:
+        return _Side(matte, None, None)
+    spill = _blur(near_lin * matte[..., None], kernel)
+    bg = np.clip((far_lin - spill) / np.maximum(1.0 - k_a, 0.3)[..., None], 0.0, 1.0)
+    w = 1.0 - matte
+    den = np.maximum(_blur(w, kernel), 1e-3)[..., None]
+
+    def residual(b: np.ndarray) -> float:
+        pred = _blur(b * w[..., None], kernel) / den  # the background re-blurred, behind the object left out
+        return float(np.abs(near_lin - pred).sum(axis=2)[zone].mean())
+
+    return _Side(matte, residual(bg), residual(far_lin))
+
+
+@dataclass(frozen=True)
+class HaloPair:
+    """The verdict on one pair of labels: ``near``/``far`` frames (None: undecided), the radius,
+    the log ratio of the two hypotheses' residuals (> 0: ``frames[0]`` near), the spill ratio
+    (un-composited / as is, of the winner), the pixels filled and why a pair was left
+    (``reason``: "" when filled)."""
+
+    frames: tuple[int, int]
+    radius_px: float
+    near: int | None = None
+    order_log_ratio: float = 0.0
+    spill_ratio: float = 1.0
+    filled_px: int = 0
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"frames": list(self.frames), "radius_px": round(self.radius_px, 2), "near": self.near,
+                "order_log_ratio": round(self.order_log_ratio, 3), "spill_ratio": round(self.spill_ratio, 3),
+                "filled_px": self.filled_px, "reason": self.reason}
+
+
+def order_pair(
+    lin: tuple[np.ndarray, np.ndarray], lum: tuple[np.ndarray, np.ndarray], regions: tuple[np.ndarray, np.ndarray],
+    seam: np.ndarray, radius: float, *, margin: float, max_spill_ratio: float,
+) -> tuple[int | None, float, float, _Side | None]:
+    """Which of two frames is the near one at their shared boundary (module docstring).
+
+    Args:
+        lin: the two frames ``(h, w, 3)`` float32 in linear light.
+        lum: their luminance ``(h, w)`` float32 (sRGB-encoded; the matte's guide).
+        regions: ``(h, w)`` bool, where the decision map chose each frame.
+        seam: ``(h, w)`` bool, their shared boundary pixels.
+        radius: the defocus radius between them (px).
+        margin: the log ratio of residuals needed to decide.
+        max_spill_ratio: un-compositing must bring the winner's residual to at most this
+            fraction of the far frame's as it is.
+
+    Returns:
+        ``(near index 0 | 1 | None, log ratio, spill ratio, the winner's side or None)``.
+    """
+    kernel = _disc(radius)
+    near_seam = cv2.dilate(seam.astype(np.uint8), _ellipse(int(math.ceil(2 * radius)) + 2)) > 0
+    s0 = _side(lin[0], lin[1], lum[0], regions[0], near_seam, radius, kernel)
+    s1 = _side(lin[1], lin[0], lum[1], regions[1], near_seam, radius, kernel)
+    if s0.residual is None or s1.residual is None or min(s0.residual, s1.residual) <= 0:
+        return None, 0.0, 1.0, None
+    ratio = math.log(s1.residual / s0.residual)
+    win, side = (0, s0) if ratio > 0 else (1, s1)
+    spill = side.residual / side.residual_plain if side.residual_plain else 1.0
+    if abs(ratio) < margin or spill > max_spill_ratio:
+        return None, ratio, spill, None
+    return win, ratio, spill, side
+
+
+def halo_fill(
+    frames: tuple[np.ndarray, np.ndarray], lum: tuple[np.ndarray, np.ndarray], regions: tuple[np.ndarray, np.ndarray],
+    seam: np.ndarray, radius: float, pair_weight: np.ndarray, *, margin: float = 0.3, max_spill_ratio: float = 0.98,
+) -> tuple[np.ndarray | None, np.ndarray | None, int | None, float, float]:
+    """The background side of one pair's occlusion boundary, synthesised (module docstring).
+
+    Args:
+        frames: the two frames ``(h, w, 3)`` float32 sRGB-encoded in [0, 1] (a crop).
+        lum, regions, seam, radius, margin, max_spill_ratio: as for :func:`order_pair`.
+        pair_weight: ``(h, w)`` float32, the two frames' summed weight in the fused image:
+            only pixels made (almost) entirely of the pair are replaced.
+
+    Returns:
+        ``(mask (h, w) bool, values (n, 3) float32 sRGB-encoded for the mask's pixels in
+        row-major order, near index, log ratio, spill ratio)``; mask and values are None when
+        the order is undecided.
+    """
+    lin = (srgb_to_linear(frames[0]), srgb_to_linear(frames[1]))
+    near, ratio, spill, side = order_pair(lin, lum, regions, seam, radius, margin=margin, max_spill_ratio=max_spill_ratio)
+    if near is None or side is None:
+        return None, None, near, ratio, spill
+    kernel = _disc(radius)
+    near_seam = cv2.dilate(seam.astype(np.uint8), _ellipse(int(math.ceil(2 * radius)) + 2)) > 0
+    m = (side.matte > 0.5).astype(np.float32) * near_seam  # the occluder, near this boundary only
+    n_lin, f_lin = lin[near], lin[1 - near]
+    spill_img = _blur(n_lin * m[..., None], kernel)
+    beta = _blur(m, kernel)
+    bg = np.clip((f_lin - spill_img) / np.maximum(1.0 - beta, 0.3)[..., None], 0.0, 1.0)
+    detail = bg - cv2.GaussianBlur(bg, (0, 0), max(1.0, 0.5 * radius), borderType=_BORDER)
+    mask = (beta > 0.01) & (m < 0.5) & near_seam & (pair_weight > 0.9)
+    values = linear_to_srgb(np.clip(n_lin[mask] + detail[mask], 0.0, 1.0))
+    return mask, values, near, ratio, spill

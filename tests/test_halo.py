@@ -1,0 +1,68 @@
+"""The background side of occlusion boundaries (focusstack.maps.halo): the near/far order by
+un-compositing, and the synthesis that replaces the halo."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from focusstack.maps.decision import DecisionConfig, decision_steps
+from focusstack.maps.halo import halo_fill, order_pair
+from focusstack.maps.reblur import pair_seams
+from focusstack.ops import luminance, srgb_to_linear
+from tests.test_reblur import _blur, _enc, _lin, layered_pair
+
+
+def _inputs(frames, alpha):
+    """The two frames' linear light, luminance, regions (the true matte's sides) and seam."""
+    labels = np.where(alpha > 0.5, 0, 1).astype(np.uint8)
+    seam = pair_seams(labels)[(0, 1)]
+    return (tuple(srgb_to_linear(f) for f in frames), tuple(luminance(f) for f in frames),
+            (labels == 0, labels == 1), seam)
+
+
+@pytest.mark.parametrize("r,seed", [(5.0, 0), (8.0, 1), (6.0, 2)])
+def test_order_is_the_occluder_in_either_frame_order(r, seed):
+    near, far, alpha, _ = layered_pair(r=r, seed=seed, fg_texture=0.05)
+    for frames, matte, want in (((near, far), alpha, 0), ((far, near), 1 - alpha, 1)):
+        lin, lum, regions, seam = _inputs(frames, matte)
+        got, ratio, spill, _ = order_pair(lin, lum, regions, seam, r, margin=0.0, max_spill_ratio=0.98)
+        assert got == want, (r, seed, ratio, spill)  # the sign of the evidence is right
+        assert spill < 0.98  # and un-compositing removes a real spill
+
+
+def test_no_fill_where_there_is_no_spill():
+    """Blur pasted with a hard mask (MF-VOC's model): no blurred object spreads over the
+    background, so there is nothing to un-composite."""
+    near, _, alpha, gt = layered_pair(r=6.0, seed=3, fg_texture=0.05)
+    a3 = alpha[..., None]
+    # the far frame: the object blurred inside its own outline, the background sharp up to it
+    sharp_bg_far = _enc(a3 * _blur(_lin(near), 6.0) + (1 - a3) * _lin(gt)).astype(np.float32)
+    lin, lum, regions, seam = _inputs((near, sharp_bg_far), alpha)
+    weight = np.ones(alpha.shape, np.float32)
+    mask, values, got, ratio, spill = halo_fill((near, sharp_bg_far), lum, regions, seam, 6.0, weight)
+    assert mask is None and values is None
+    assert got is None
+
+
+def test_fill_brings_the_background_side_closer_to_the_truth():
+    near, far, alpha, gt = layered_pair(r=7.0, seed=4, fg_texture=0.05)
+    on = decision_steps([near, far])
+    off = decision_steps([near, far], DecisionConfig(halo=False))
+    filled = [h for h in on.params["halo_pairs"] if h["filled_px"] > 0]
+    assert filled and filled[0]["near"] == 0
+    dist = cv2.distanceTransform((alpha < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    side = (alpha < 0.5) & (dist <= 7)  # the background within the blur radius of the object
+    err = lambda x: float(np.abs(x - gt)[side].mean())  # noqa: E731
+    assert err(on.fused) < 0.8 * err(off.fused)
+    # and nothing changes away from the boundary
+    far_away = dist > 30
+    assert np.array_equal(on.fused[far_away], off.fused[far_away])
+
+
+def test_halo_config_is_checked():
+    with pytest.raises(ValueError, match="halo_min_radius"):
+        DecisionConfig(halo_min_radius=0.5)
+    with pytest.raises(ValueError, match="halo_max_spill_ratio"):
+        DecisionConfig(halo_max_spill_ratio=0.0)
