@@ -30,6 +30,7 @@ luminance ``(H, W)`` float32, labels ``(H, W)`` uint8, radii in pixels of these 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -75,7 +76,7 @@ class _Side:
 
     matte: np.ndarray  # (h, w) float32 in [0, 1], the near object's soft matte
     residual: float | None  # mean |N - K * B_uncomposited| over the background side
-    residual_plain: float | None  # the same with the far frame as it is (no spill removed)
+    plain: Callable[[], float] | None = None  # the same with the far frame as it is (no spill removed)
 
 
 def _side(near_lin: np.ndarray, far_lin: np.ndarray, near_lum: np.ndarray, region: np.ndarray,
@@ -86,7 +87,7 @@ def _side(near_lin: np.ndarray, far_lin: np.ndarray, near_lum: np.ndarray, regio
     k_a = _blur(matte, kernel)
     zone = (matte < 0.5) & (k_a > 0.05) & near_seam
     if int(zone.sum()) < 50:
-        return _Side(matte, None, None)
+        return _Side(matte, None)
     spill = _blur(near_lin * matte[..., None], kernel)
     bg = np.clip((far_lin - spill) / np.maximum(1.0 - k_a, 0.3)[..., None], 0.0, 1.0)
     w = 1.0 - matte
@@ -96,7 +97,7 @@ def _side(near_lin: np.ndarray, far_lin: np.ndarray, near_lum: np.ndarray, regio
         pred = _blur(b * w[..., None], kernel) / den  # the background re-blurred, behind the object left out
         return float(np.abs(near_lin - pred).sum(axis=2)[zone].mean())
 
-    return _Side(matte, residual(bg), residual(far_lin))
+    return _Side(matte, residual(bg), lambda: residual(far_lin))  # (the winner's only)
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,11 @@ def order_pair(
         return None, 0.0, 1.0, None
     ratio = math.log(s1.residual / s0.residual)
     win, side = (0, s0) if ratio > 0 else (1, s1)
-    spill = side.residual / side.residual_plain if side.residual_plain else 1.0
-    if abs(ratio) < margin or spill > max_spill_ratio:
+    if abs(ratio) < margin:
+        return None, ratio, 1.0, None
+    plain = side.plain() if side.plain is not None else 0.0
+    spill = side.residual / plain if plain > 0 else 1.0
+    if spill > max_spill_ratio:
         return None, ratio, spill, None
     return win, ratio, spill, side
 
