@@ -124,8 +124,8 @@ class DecisionConfig:
     #: Synthesise the background side of every occlusion boundary whose near/far order the
     #: un-compositing test decides (:mod:`focusstack.maps.halo`): the near frame's low
     #: frequencies plus the background un-composited from the far frame, where both frames
-    #: are wrong (one blurred, one under the blurred object's spill). devbench: devTR +0.41 dB
-    #: (band +0.58), devA +0.11 (band +0.24), MF-VOC unchanged (docs/decision.md).
+    #: are wrong (one blurred, one under the blurred object's spill). devbench: devTR +0.78 dB
+    #: (band +1.04), devA +0.38 (band +0.62), MF-VOC unchanged (docs/decision.md, step 3c).
     halo: bool = True
     #: ... for pairs of frames whose defocus radius is at least this (px at the working size):
     #: a smaller halo is within the guided filter's transition.
