@@ -354,10 +354,12 @@ def test_far_share_low_pass_sees_a_blend_of_coarse_levels():
 
 
 def test_refine_tr_refuses_an_order_the_evidence_does_not_support(tmp_path):
-    """devTR scene_003 is a pair whose near/far order came out flipped (the near frame is
-    frame_1; the occlusion cue said frame_0 with confidence 0.31). refine-tr must not refine
-    against the wrong frame: it keeps the unrefined fusion and says so. A real pair whose order
-    is clear (BetaFusion 05, A near) is still refined, near first."""
+    """devTR scene_007's near frame is frame_1; the occlusion cue says frame_0 (confidence 0.22)
+    and the un-compositing test is left undecided by its gates. refine-tr must not refine
+    against the wrong frame: it keeps the unrefined fusion and says so. devTR scene_003, where
+    the occlusion cue is as unsure (0.07), is decided by the un-compositing test, rightly
+    (frame_1 near), and refined. A real pair whose order is clear (BetaFusion 05, A near) is
+    still refined, near first."""
     from focusstack.maps.decision import decision_fuse
     from focusstack.io import read_image
     from focusstack.jobs.refine_tr import refine_tr
@@ -365,7 +367,7 @@ def test_refine_tr_refuses_an_order_the_evidence_does_not_support(tmp_path):
 
     from conftest import shared_path
 
-    scene = shared_path("data", "devbench", "devTR", "scene_003")
+    scene = shared_path("data", "devbench", "devTR", "scene_007")
     frames = [scene / "frame_0.png", scene / "frame_1.png"]
     res = refine_tr(frames, tmp_path / "out.png", RefineConfig(show_progress=False))
     js = res.to_dict()
@@ -377,6 +379,12 @@ def test_refine_tr_refuses_an_order_the_evidence_does_not_support(tmp_path):
     # with the order given (near first) it refines
     res = refine_tr(frames[::-1], tmp_path / "given.png", RefineConfig(order="given", show_progress=False))
     assert res.to_dict()["refined"] is True and res.near == frames[1]
+
+    scene = shared_path("data", "devbench", "devTR", "scene_003")
+    frames = [scene / "frame_0.png", scene / "frame_1.png"]
+    res = refine_tr(frames, tmp_path / "s3.png", RefineConfig(show_progress=False))
+    js = res.to_dict()
+    assert js["refined"] is True and res.near == frames[1] and js["ordering"]["cue"] == "uncompositing"
 
     beta = shared_path("data", "pairs", "betafusion")
     pair = [beta / "BetaFusion-05-B.jpg", beta / "BetaFusion-05-A.jpg"]  # far first

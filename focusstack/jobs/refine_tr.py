@@ -16,7 +16,7 @@ from focusstack.errors import StackError, UsageError
 from focusstack.io import check_output, check_stack, output_bit_depth, read_image, write_images
 from focusstack.maps.decision import decision_steps
 from focusstack.refinement.models import load_refine_networks
-from focusstack.refinement.ordering import Ordering, order_frames
+from focusstack.refinement.ordering import Ordering, order_frames, order_pair_by_uncompositing
 from focusstack.refinement.refine import RefineConfig, refine_pair
 from focusstack.refinement.stack import refine_stack
 
@@ -118,6 +118,10 @@ def refine_tr(
     k = len(pix)
     if config.order == "auto":
         ordering = order_frames(pix, steps.labels, steps.lumas)
+        if k == 2 and ordering.confidence < config.min_order_confidence:
+            # the occlusion cue is unsure: ask the un-compositing test (maps/halo.py), which
+            # decides only past its own gates
+            ordering = order_pair_by_uncompositing(pix, steps) or ordering
     else:
         ordering = Ordering(tuple(range(k)), np.zeros((k, k), np.float32), np.zeros((k, k), np.int64), 0.0)
     ni, fi = ordering.order[0], ordering.order[-1]

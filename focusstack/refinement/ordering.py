@@ -21,15 +21,17 @@ stack without any boundary between sharp regions keeps its given order (``confid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from focusstack.maps.decision import decision_steps
+from focusstack.maps.decision import DecisionConfig, DecisionSteps, decision_steps
+from focusstack.maps.halo import order_pair
 from focusstack.maps.reblur import pair_seams
-from focusstack.ops import luminance
+from focusstack.ops import luminance, srgb_to_linear
 
 
 @dataclass(frozen=True)
@@ -37,18 +39,23 @@ class Ordering:
     """``order``: frame indices nearest first. ``evidence``: ``(K, K)`` float32, antisymmetric,
     mean log focus ratio along each pair's shared boundary (``> 0``: row frame nearer).
     ``pixels``: ``(K, K)`` int boundary pixels per pair. ``confidence``: in [0, 1], from the
-    weakest margin that decided the order (0: no boundary, the given order was kept)."""
+    weakest margin that decided the order (0: no boundary, the given order was kept).
+    ``cue``: ``"occlusion"`` (this module's) or ``"uncompositing"`` (:func:`order_pair_by_uncompositing`:
+    its evidence is the log ratio of the two hypotheses' residuals, and it decides only past
+    its gates, so its confidence is 1)."""
 
     order: tuple[int, ...]
     evidence: np.ndarray
     pixels: np.ndarray
     confidence: float
+    cue: str = "occlusion"
 
     def to_dict(self) -> dict:
         return {
             "order_near_to_far": list(self.order),
             "confidence": round(float(self.confidence), 4),
             "evidence": np.round(self.evidence, 4).tolist(),
+            "cue": self.cue,
         }
 
 
@@ -120,3 +127,41 @@ def order_frames(frames: Sequence[np.ndarray], labels: np.ndarray | None = None,
     width = max(4, int(round(0.03 * min(labels.shape))))
     ys = list(lumas) if lumas else [luminance(f) for f in frames]
     return order_by_occlusion(ys, labels, width=width)
+
+
+def order_pair_by_uncompositing(frames: Sequence[np.ndarray], steps: DecisionSteps,
+                                config: DecisionConfig = DecisionConfig()) -> Ordering | None:
+    """The near/far order of a 2-frame stack by the un-compositing test of
+    :func:`focusstack.maps.halo.order_pair` (right on 12 of 12 devTR pairs, where the occlusion
+    cue got 9), or None when its gates leave it undecided (``halo_order_margin``,
+    ``halo_max_spill_ratio``, a blur of encoded values, no shared boundary).
+
+    Args:
+        frames: 2 x ``(H, W, 3)`` float32 in [0, 1]; steps: their :func:`decision_steps`.
+        config: the decision's configuration (its ``halo_*`` gates).
+    """
+    if len(frames) != 2:
+        raise ValueError(f"the un-compositing order is for 2 frames, got {len(frames)}")
+    pairs = [p for p in steps.params.get("reblur_pairs", []) if sorted(p["frames"]) == [0, 1]]
+    if not pairs or pairs[0].get("domain", "linear") != "linear":
+        return None
+    r = float(pairs[0]["radius_px"])  # at the re-blur test's size (at most reblur_pixels)
+    labels = steps.labels
+    h, w = labels.shape
+    ims = list(frames)
+    if config.reblur_pixels and h * w > config.reblur_pixels:  # to the size the radius was fitted at
+        s = math.sqrt(config.reblur_pixels / (h * w))
+        size = (max(8, int(round(w * s))), max(8, int(round(h * s))))
+        ims = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in ims]
+        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    seam = pair_seams(labels).get((0, 1))
+    if seam is None:
+        return None
+    near, ratio, _, _ = order_pair(tuple(srgb_to_linear(f) for f in ims), tuple(luminance(f) for f in ims),
+                                   (labels == 0, labels == 1), seam, r,
+                                   margin=config.halo_order_margin, max_spill_ratio=config.halo_max_spill_ratio)
+    if near is None:
+        return None
+    ev = np.array([[0.0, ratio], [-ratio, 0.0]], np.float32)
+    px = np.array([[0, int(seam.sum())], [int(seam.sum()), 0]], np.int64)
+    return Ordering((near, 1 - near), ev, px, 1.0, cue="uncompositing")
