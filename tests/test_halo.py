@@ -66,3 +66,5 @@ def test_halo_config_is_checked():
         DecisionConfig(halo_min_radius=0.5)
     with pytest.raises(ValueError, match="halo_max_spill_ratio"):
         DecisionConfig(halo_max_spill_ratio=0.0)
+    with pytest.raises(ValueError, match="halo_matte_erode"):
+        DecisionConfig(halo_matte_erode=0.0)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from focusstack.maps.halo import HaloPair, halo_fill
+from focusstack.maps.halo import HaloPair, MatteSpec, halo_fill
 from focusstack.maps.reblur import pair_seams, relabel_by_reblur
 from focusstack.ops import GuidedFilter, compose, empty_plain, focus_measure, linear_luminance, luminance
 from focusstack.ops.blend import ROWS, weighted_sum_box
@@ -136,6 +136,15 @@ class DecisionConfig:
     #: ... and un-compositing explains the near frame at least this much better than the far
     #: frame as it is (a pair without spill, such as a blur pasted with a hard mask, is left).
     halo_max_spill_ratio: float = 0.98
+    #: The near object's matte: its decision region eroded by this fraction of the radius (at
+    #: least 1 px), then guided-filtered on the near frame with this radius (x radius); and the
+    #: background's detail that is kept, above a Gaussian of this sigma (x radius). devbench,
+    #: erosion 0.25 / 0.19 / 0.125 / 0.0625: devTR 42.95 / 43.10 / 43.32 / 43.43 dB, devA
+    #: 40.97 / 41.10 / 41.25 / 41.23; guided radius 0.5 and 1.5 lose on both, as do detail
+    #: sigmas 0.35 and 0.75 (docs/decision.md, step 3c).
+    halo_matte_erode: float = 0.125
+    halo_matte_radius: float = 1.0
+    halo_detail_sigma: float = 0.5
     #: Largest image (px) the step runs on: it works at full resolution with pillbox blurs of
     #: the halo's radius, which grow with the image (4K: seconds a pair), so larger stacks skip
     #: it for now (docs/decision.md).
@@ -166,6 +175,9 @@ class DecisionConfig:
             raise ValueError(f"reblur_pixels must be >= 0 (0: the working size), got {self.reblur_pixels}")
         if self.reblur_margin < 0 or self.reblur_floor < 0:
             raise ValueError(f"reblur_margin and reblur_floor must be >= 0, got {self.reblur_margin}, {self.reblur_floor}")
+        if min(self.halo_matte_erode, self.halo_matte_radius, self.halo_detail_sigma) <= 0:
+            raise ValueError("halo_matte_erode, halo_matte_radius and halo_detail_sigma must be > 0, got "
+                             f"{self.halo_matte_erode}, {self.halo_matte_radius}, {self.halo_detail_sigma}")
         if self.halo_min_radius < 1 or self.halo_order_margin < 0 or not 0 < self.halo_max_spill_ratio <= 1 or self.halo_pixels < 0:
             raise ValueError(
                 "halo_min_radius must be >= 1 px, halo_order_margin >= 0, halo_max_spill_ratio in (0, 1] and "
@@ -613,6 +625,7 @@ def fill_halos(
         mask, values, near, ratio, spill = halo_fill(
             pair, (luminance(pair[0]), luminance(pair[1])), (lab == i, lab == j), seam[crop], r,
             pair_weight(i, j, (y0, y1, x0, x1)), margin=config.halo_order_margin, max_spill_ratio=config.halo_max_spill_ratio,
+            matte=MatteSpec(config.halo_matte_erode, config.halo_matte_radius), detail_sigma=config.halo_detail_sigma,
         )
         if mask is None:
             why = "order undecided" if near is None and abs(ratio) < config.halo_order_margin else "no spill to remove"

@@ -38,20 +38,9 @@ import numpy as np
 
 from focusstack.ops import GuidedFilter, linear_to_srgb, srgb_to_linear
 
-__all__ = ["HaloPair", "halo_fill", "order_pair"]
+__all__ = ["HaloPair", "MatteSpec", "halo_fill", "order_pair"]
 
 _BORDER = cv2.BORDER_REFLECT_101
-#: The near object's matte: its decision region eroded by this fraction of the radius (at
-#: least 1 px: the region reaches a little into the halo), then guided-filtered on the near
-#: frame with this radius (x radius). devbench, erosion 0.25 / 0.19 / 0.125 / 0.0625: devTR
-#: 42.95 / 43.10 / 43.32 / 43.43 dB, devA 40.97 / 41.10 / 41.25 / 41.23; guided radius 0.5
-#: and 1.5 lose on both, as do detail sigmas 0.35 and 0.75 (docs/decision.md).
-MATTE_ERODE = 0.125
-MATTE_RADIUS = 1.0
-#: The detail kept of the un-composited background: above a Gaussian of this sigma (x radius).
-DETAIL_SIGMA = 0.5
-
-
 def _disc(r: float) -> np.ndarray:
     """A pillbox of radius ``r`` px with an antialiased rim, summing to 1."""
     n = int(math.ceil(r))
@@ -79,11 +68,22 @@ class _Side:
     plain: Callable[[], float] | None = None  # the same with the far frame as it is (no spill removed)
 
 
+@dataclass(frozen=True)
+class MatteSpec:
+    """How the near object's matte is made from its decision region: eroded by ``erode`` x
+    radius (at least 1 px: the region reaches a little into the halo), then guided-filtered on
+    the near frame with ``radius`` x radius (``DecisionConfig.halo_matte_erode`` and
+    ``halo_matte_radius``)."""
+
+    erode: float = 0.125
+    radius: float = 1.0
+
+
 def _side(near_lin: np.ndarray, far_lin: np.ndarray, near_lum: np.ndarray, region: np.ndarray,
-          near_seam: np.ndarray, r: float, kernel: np.ndarray) -> _Side:
-    erode = max(1, int(round(MATTE_ERODE * r)))
+          near_seam: np.ndarray, r: float, kernel: np.ndarray, spec: MatteSpec) -> _Side:
+    erode = max(1, int(round(spec.erode * r)))
     core = cv2.erode(region.astype(np.uint8), _ellipse(erode)).astype(np.float32)
-    matte = np.clip(GuidedFilter(near_lum, max(1, int(round(MATTE_RADIUS * r))), 1e-3)(core), 0.0, 1.0)
+    matte = np.clip(GuidedFilter(near_lum, max(1, int(round(spec.radius * r))), 1e-3)(core), 0.0, 1.0)
     k_a = _blur(matte, kernel)
     zone = (matte < 0.5) & (k_a > 0.05) & near_seam
     if int(zone.sum()) < 50:
@@ -123,7 +123,7 @@ class HaloPair:
 
 def order_pair(
     lin: tuple[np.ndarray, np.ndarray], lum: tuple[np.ndarray, np.ndarray], regions: tuple[np.ndarray, np.ndarray],
-    seam: np.ndarray, radius: float, *, margin: float, max_spill_ratio: float,
+    seam: np.ndarray, radius: float, *, margin: float, max_spill_ratio: float, matte: MatteSpec = MatteSpec(),
 ) -> tuple[int | None, float, float, _Side | None]:
     """Which of two frames is the near one at their shared boundary (module docstring).
 
@@ -136,14 +136,15 @@ def order_pair(
         margin: the log ratio of residuals needed to decide.
         max_spill_ratio: un-compositing must bring the winner's residual to at most this
             fraction of the far frame's as it is.
+        matte: how each hypothesis' matte is made (:class:`MatteSpec`).
 
     Returns:
         ``(near index 0 | 1 | None, log ratio, spill ratio, the winner's side or None)``.
     """
     kernel = _disc(radius)
     near_seam = cv2.dilate(seam.astype(np.uint8), _ellipse(int(math.ceil(2 * radius)) + 2)) > 0
-    s0 = _side(lin[0], lin[1], lum[0], regions[0], near_seam, radius, kernel)
-    s1 = _side(lin[1], lin[0], lum[1], regions[1], near_seam, radius, kernel)
+    s0 = _side(lin[0], lin[1], lum[0], regions[0], near_seam, radius, kernel, matte)
+    s1 = _side(lin[1], lin[0], lum[1], regions[1], near_seam, radius, kernel, matte)
     if s0.residual is None or s1.residual is None or min(s0.residual, s1.residual) <= 0:
         return None, 0.0, 1.0, None
     ratio = math.log(s1.residual / s0.residual)
@@ -160,12 +161,15 @@ def order_pair(
 def halo_fill(
     frames: tuple[np.ndarray, np.ndarray], lum: tuple[np.ndarray, np.ndarray], regions: tuple[np.ndarray, np.ndarray],
     seam: np.ndarray, radius: float, pair_weight: np.ndarray, *, margin: float = 0.3, max_spill_ratio: float = 0.98,
+    matte: MatteSpec = MatteSpec(), detail_sigma: float = 0.5,
 ) -> tuple[np.ndarray | None, np.ndarray | None, int | None, float, float]:
     """The background side of one pair's occlusion boundary, synthesised (module docstring).
 
     Args:
         frames: the two frames ``(h, w, 3)`` float32 sRGB-encoded in [0, 1] (a crop).
-        lum, regions, seam, radius, margin, max_spill_ratio: as for :func:`order_pair`.
+        lum, regions, seam, radius, margin, max_spill_ratio, matte: as for :func:`order_pair`.
+        detail_sigma: the background's detail is what lies above a Gaussian of this sigma
+            (x radius).
         pair_weight: ``(h, w)`` float32, the two frames' summed weight in the fused image:
             only pixels made (almost) entirely of the pair are replaced.
 
@@ -175,7 +179,7 @@ def halo_fill(
         the order is undecided.
     """
     lin = (srgb_to_linear(frames[0]), srgb_to_linear(frames[1]))
-    near, ratio, spill, side = order_pair(lin, lum, regions, seam, radius, margin=margin, max_spill_ratio=max_spill_ratio)
+    near, ratio, spill, side = order_pair(lin, lum, regions, seam, radius, margin=margin, max_spill_ratio=max_spill_ratio, matte=matte)
     if near is None or side is None:
         return None, None, near, ratio, spill
     kernel = _disc(radius)
@@ -185,7 +189,7 @@ def halo_fill(
     spill_img = _blur(n_lin * m[..., None], kernel)
     beta = _blur(m, kernel)
     bg = np.clip((f_lin - spill_img) / np.maximum(1.0 - beta, 0.3)[..., None], 0.0, 1.0)
-    detail = bg - cv2.GaussianBlur(bg, (0, 0), max(1.0, DETAIL_SIGMA * radius), borderType=_BORDER)
+    detail = bg - cv2.GaussianBlur(bg, (0, 0), max(1.0, detail_sigma * radius), borderType=_BORDER)
     mask = (beta > 0.01) & (m < 0.5) & near_seam & (pair_weight > 0.9)
     values = linear_to_srgb(np.clip(n_lin[mask] + detail[mask], 0.0, 1.0))
     return mask, values, near, ratio, spill

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from focusstack.maps.decision import DecisionConfig, DecisionSteps, decision_steps
-from focusstack.maps.halo import order_pair
+from focusstack.maps.halo import MatteSpec, order_pair
 from focusstack.maps.reblur import pair_seams
 from focusstack.ops import luminance, srgb_to_linear
 
@@ -159,7 +159,8 @@ def order_pair_by_uncompositing(frames: Sequence[np.ndarray], steps: DecisionSte
         return None
     near, ratio, _, _ = order_pair(tuple(srgb_to_linear(f) for f in ims), tuple(luminance(f) for f in ims),
                                    (labels == 0, labels == 1), seam, r,
-                                   margin=config.halo_order_margin, max_spill_ratio=config.halo_max_spill_ratio)
+                                   margin=config.halo_order_margin, max_spill_ratio=config.halo_max_spill_ratio,
+                                   matte=MatteSpec(config.halo_matte_erode, config.halo_matte_radius))
     if near is None:
         return None
     ev = np.array([[0.0, ratio], [-ratio, 0.0]], np.float32)
