@@ -1032,3 +1032,21 @@ def test_the_one_png_encoder_writes_grey_alpha_and_16_bit_that_decode_exactly(tm
     back = read_image(tmp_path / "c.png")
     assert back.bit_depth == 16
     np.testing.assert_array_equal(np.round(back.pixels * 65535).astype(np.uint16), rgb16)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_lzw_tiff_is_read_without_imagecodecs(tmp_path, dtype):
+    """LZW (OpenCV's default TIFF compression, common from editors) needs the optional
+    imagecodecs package in tifffile; the reader decodes it through OpenCV instead, with the
+    same samples and bit depth, RGB order."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    scale = np.iinfo(dtype).max
+    bgr = (rng.random((29, 41, 3)) * scale).astype(dtype)
+    path = tmp_path / "lzw.tif"
+    assert cv2.imwrite(str(path), bgr)
+    assert int(tifffile.TiffFile(path).pages[0].compression) == 5  # LZW
+    frame = read_image(path)
+    assert frame.bit_depth == (16 if dtype == np.uint16 else 8)
+    assert np.array_equal(frame.pixels, (bgr[..., ::-1].astype(np.float32) / np.float32(scale)))

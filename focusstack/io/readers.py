@@ -639,8 +639,7 @@ def _tiff(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame |
         if len(pages) > 1:
             arr = np.stack([p.asarray() for p in pages], axis=-1)
         else:
-            arr = page.asarray()
-            axes = page.axes
+            arr, axes = _tiff_page_pixels(path, page)
             # tifffile's page axes: Y, X, S (samples), optionally Z (depth, ruled out above).
             if "Z" in axes:
                 arr = np.take(arr, 0, axis=axes.index("Z"))
@@ -685,6 +684,25 @@ def _tiff(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame |
         pixels = _orient(pixels, orientation)
 
     return info, Frame(path=path, pixels=pixels, bit_depth=16 if bit_depth != 8 else 8, exif=basics, icc=icc)
+
+
+def _tiff_page_pixels(path: Path, page) -> tuple[np.ndarray, str]:  # noqa: ANN001
+    """The first page's samples and tifffile's axes for them. A compression that tifffile
+    decodes only with the optional ``imagecodecs`` package (LZW, the default of OpenCV, and of
+    many raw converters and editors) is decoded by OpenCV's libtiff instead: the same samples,
+    8 or 16 bits kept (``IMREAD_UNCHANGED``: no orientation applied, the caller applies the
+    tag), channels reordered from BGR(A) to RGB(A)."""
+    try:
+        return page.asarray(), page.axes
+    except ValueError as exc:
+        if "imagecodecs" not in str(exc):
+            raise
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[..., [2, 1, 0, 3][: arr.shape[2]]]
+    return np.ascontiguousarray(arr), "YXS" if arr.ndim == 3 else "YX"
 
 
 def _cmyk_to_rgb(path: Path, arr: np.ndarray, dtype: np.dtype, bps: int) -> np.ndarray:
