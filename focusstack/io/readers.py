@@ -94,7 +94,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     * RAW (rawpy/LibRaw): ``postprocess(use_camera_wb=True, output_bps=16,
       no_auto_bright=True)``: camera white balance, sRGB primaries and gamma, no auto
       brightening; ``bit_depth`` 16. Bayer and already-RGB files (scanner NEFs) both work.
-    * TIFF (tifffile only, never Pillow, which drops 16-bit RGB to 8 bits): uint8, uint16
+    * TIFF (tifffile, never Pillow, which drops 16-bit RGB to 8 bits; a compression tifffile
+      decodes only with the optional imagecodecs package, such as LZW, through OpenCV): uint8, uint16
       (n-bit samples scaled by ``2**n - 1``), bilevel, float16/32/64. Float samples are clipped
       to ``[0, 1]`` (never rescaled: frames of one stack must keep one brightness scale); when
       any sample is above 1 (a linear HDR frame) a warning says how many were clipped. NaN or
