@@ -751,7 +751,7 @@ def _run(
     band = soft_band(labels, guide, k, radius=gr, eps=config.guide_eps, subsample=sub)
     tick()
     # the halo synthesis runs where the working size is the image's (see DecisionConfig.halo_pixels)
-    halos = config.halo and reblur_pairs and scale == 1.0 and rscale == 1.0 and h * w <= config.halo_pixels
+    halos = config.halo and bool(reblur_pairs) and scale == 1.0 and rscale == 1.0 and h * w <= config.halo_pixels
     if not keep_steps and not want_confidence:  # labels plus the soft band: no (K, H, W) weights
         fused = compose_band(frames, labels, band)
         if halos:

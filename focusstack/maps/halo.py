@@ -66,6 +66,8 @@ class _Side:
     matte: np.ndarray  # (h, w) float32 in [0, 1], the near object's soft matte
     residual: float | None  # mean |N - K * B_uncomposited| over the background side
     plain: Callable[[], float] | None = None  # the same with the far frame as it is (no spill removed)
+    kernel: np.ndarray | None = None  # the pillbox of the pair's radius
+    near_seam: np.ndarray | None = None  # (h, w) bool, within 2 r + 2 px of the seam
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def _side(near_lin: np.ndarray, far_lin: np.ndarray, near_lum: np.ndarray, regio
     k_a = _blur(matte, kernel)
     zone = (matte < 0.5) & (k_a > 0.05) & near_seam
     if int(zone.sum()) < 50:
-        return _Side(matte, None)
+        return _Side(matte, None, kernel=kernel, near_seam=near_seam)
     spill = _blur(near_lin * matte[..., None], kernel)
     bg = np.clip((far_lin - spill) / np.maximum(1.0 - k_a, 0.3)[..., None], 0.0, 1.0)
     w = 1.0 - matte
@@ -97,7 +99,7 @@ def _side(near_lin: np.ndarray, far_lin: np.ndarray, near_lum: np.ndarray, regio
         pred = _blur(b * w[..., None], kernel) / den  # the background re-blurred, behind the object left out
         return float(np.abs(near_lin - pred).sum(axis=2)[zone].mean())
 
-    return _Side(matte, residual(bg), lambda: residual(far_lin))  # (the winner's only)
+    return _Side(matte, residual(bg), lambda: residual(far_lin), kernel, near_seam)  # (plain: the winner's only)
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,7 @@ def halo_fill(
     near, ratio, spill, side = order_pair(lin, lum, regions, seam, radius, margin=margin, max_spill_ratio=max_spill_ratio, matte=matte)
     if near is None or side is None:
         return None, None, near, ratio, spill
-    kernel = _disc(radius)
-    near_seam = cv2.dilate(seam.astype(np.uint8), _ellipse(int(math.ceil(2 * radius)) + 2)) > 0
+    kernel, near_seam = side.kernel, side.near_seam  # (the order test's, for the same pair)
     m = (side.matte > 0.5).astype(np.float32) * near_seam  # the occluder, near this boundary only
     n_lin, f_lin = lin[near], lin[1 - near]
     spill_img = _blur(n_lin * m[..., None], kernel)
