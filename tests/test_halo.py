@@ -10,15 +10,16 @@ import pytest
 from focusstack.maps.decision import DecisionConfig, decision_steps
 from focusstack.maps.halo import halo_fill, order_pair
 from focusstack.maps.reblur import pair_seams
-from focusstack.ops import luminance, srgb_to_linear
+from focusstack.ops import srgb_to_linear
 from tests.test_reblur import _blur, _enc, _lin, layered_pair
 
 
 def _inputs(frames, alpha):
-    """The two frames' linear light, luminance, regions (the true matte's sides) and seam."""
+    """The two frames' linear light, the frames themselves (the matte's guide), the regions (the
+    true matte's sides) and the seam."""
     labels = np.where(alpha > 0.5, 0, 1).astype(np.uint8)
     seam = pair_seams(labels)[(0, 1)]
-    return (tuple(srgb_to_linear(f) for f in frames), tuple(luminance(f) for f in frames),
+    return (tuple(srgb_to_linear(f) for f in frames), tuple(frames),
             (labels == 0, labels == 1), seam)
 
 
@@ -26,8 +27,8 @@ def _inputs(frames, alpha):
 def test_order_is_the_occluder_in_either_frame_order(r, seed):
     near, far, alpha, _ = layered_pair(r=r, seed=seed, fg_texture=0.05)
     for frames, matte, want in (((near, far), alpha, 0), ((far, near), 1 - alpha, 1)):
-        lin, lum, regions, seam = _inputs(frames, matte)
-        got, ratio, spill, _ = order_pair(lin, lum, regions, seam, r, margin=0.0, max_spill_ratio=0.98)
+        lin, guide, regions, seam = _inputs(frames, matte)
+        got, ratio, spill, _ = order_pair(lin, guide, regions, seam, r, margin=0.0, max_spill_ratio=0.98)
         assert got == want, (r, seed, ratio, spill)  # the sign of the evidence is right
         assert spill < 0.98  # and un-compositing removes a real spill
 
@@ -39,9 +40,9 @@ def test_no_fill_where_there_is_no_spill():
     a3 = alpha[..., None]
     # the far frame: the object blurred inside its own outline, the background sharp up to it
     sharp_bg_far = _enc(a3 * _blur(_lin(near), 6.0) + (1 - a3) * _lin(gt)).astype(np.float32)
-    lin, lum, regions, seam = _inputs((near, sharp_bg_far), alpha)
+    _, _, regions, seam = _inputs((near, sharp_bg_far), alpha)
     weight = np.ones(alpha.shape, np.float32)
-    mask, values, got, ratio, spill = halo_fill((near, sharp_bg_far), lum, regions, seam, 6.0, weight)
+    mask, values, got, ratio, spill = halo_fill((near, sharp_bg_far), regions, seam, 6.0, weight)
     assert mask is None and values is None
     assert got is None
 

@@ -131,6 +131,53 @@ def test_guided_filter_into_a_buffer_is_the_same_plane(subsample):
         gf(p, out=np.empty((61, 46), np.float32))
 
 
+def test_color_guided_filter_is_the_per_pixel_least_squares_fit():
+    """Against a direct solve of He et al.'s Eq. (14)/(15) at every pixel (np.linalg.solve on
+    the window statistics), away from the border."""
+    from focusstack.ops import box, color_guided_filter
+
+    rng = np.random.default_rng(11)
+    guide = rng.random((40, 36, 3), dtype=np.float32)
+    p = rng.random((40, 36), dtype=np.float32)
+    r, eps = 3, 1e-2
+    got = color_guided_filter(guide, p, r, eps)
+    size = 2 * r + 1
+    m = np.stack([box(guide[..., c].copy(), size) for c in range(3)], -1)
+    mp = box(p, size)
+    cov = np.stack([box(guide[..., c] * p, size) for c in range(3)], -1) - m * mp[..., None]
+    sig = np.stack([np.stack([box(guide[..., a] * guide[..., b], size) for b in range(3)], -1) for a in range(3)], -2)
+    sig = sig - m[..., :, None] * m[..., None, :] + eps * np.eye(3, dtype=np.float32)
+    a = np.linalg.solve(sig.astype(np.float64), cov[..., None].astype(np.float64))[..., 0]
+    b = mp - (a * m).sum(-1)
+    want = (np.stack([box(a[..., c].astype(np.float32), size) for c in range(3)], -1) * guide).sum(-1) + box(b.astype(np.float32), size)
+    inner = np.s_[r + 1:-r - 1, r + 1:-r - 1]
+    np.testing.assert_allclose(got[inner], want[inner], atol=2e-3)
+    with pytest.raises(ValueError, match="must be"):
+        color_guided_filter(guide[..., 0], p, r, eps)
+
+
+def test_color_guide_follows_an_edge_that_luminance_cannot_see():
+    """Red beside a green of the same Rec. 709 luminance, and a mask that reaches 4 px past the
+    edge: the colour guide puts a step at the colour edge (its 0.5 contour moves there), the
+    grey guide, blind to it, only blurs the mask where it was."""
+    from focusstack.ops import color_guided_filter, guided_filter, luminance
+
+    h, w = 32, 64
+    guide = np.zeros((h, w, 3), np.float32)
+    guide[:, : w // 2] = (0.8, 0.0, 0.0)
+    guide[:, w // 2:] = (0.0, 0.8 * 0.2126 / 0.7152, 0.0)
+    assert np.ptp(luminance(guide)) < 1e-3
+    p = np.zeros((h, w), np.float32)
+    p[:, : w // 2 + 4] = 1.0  # the mask reaches 4 px past the edge
+    colour = color_guided_filter(guide, p, 8, 1e-3)
+    grey = guided_filter(luminance(guide), p, 8, 1e-3)
+    row = h // 2
+    e = w // 2
+    assert colour[row, e - 1] - colour[row, e] > 0.4 and grey[row, e - 1] - grey[row, e] < 0.1
+    assert colour[row, :e].min() > 0.99  # the red side is whole
+    assert colour[row, e + 2] < 0.5 < grey[row, e + 3]  # the contour at the edge, not 4 px past it
+
+
 def test_scratch_reuses_its_buffer_while_the_shape_and_dtype_stay():
     from focusstack.ops import Scratch
 

@@ -623,7 +623,7 @@ def fill_halos(
         lab = labels[crop]
         pair = (np.ascontiguousarray(frames[i][crop]), np.ascontiguousarray(frames[j][crop]))
         mask, values, near, ratio, spill = halo_fill(
-            pair, (luminance(pair[0]), luminance(pair[1])), (lab == i, lab == j), seam[crop], r,
+            pair, (lab == i, lab == j), seam[crop], r,
             pair_weight(i, j, (y0, y1, x0, x1)), margin=config.halo_order_margin, max_spill_ratio=config.halo_max_spill_ratio,
             matte=MatteSpec(config.halo_matte_erode, config.halo_matte_radius), detail_sigma=config.halo_detail_sigma,
         )

@@ -42,6 +42,21 @@ import numpy as np
 _BORDER = cv2.BORDER_REFLECT_101
 _K3 = np.ones((3, 3), np.uint8)
 
+#: The pillbox radius whose blur :func:`fit_pair_blur` reports as radius 1. The fit models the
+#: PSF as a Gaussian of sigma ``r / 2`` (:func:`defocus_blur`); fitted by L1 to a pillbox (a
+#: disc with an antialiased rim, :func:`focusstack.maps.halo` 's PSF) of radius 2.5 to 18 px,
+#: it reports 1.086 to 1.117 times that radius (median 1.09 over six BSDS photos; 1.11 to 1.13
+#: on synthetic 1/f textures, ``tests/test_reblur.py``). Code that needs the disc itself, the
+#: halo's un-compositing, divides by it (:func:`pillbox_radius`); the re-blur test keeps the
+#: Gaussian (docs/decision.md step 3c).
+FIT_PER_PILLBOX = 1.09
+
+
+def pillbox_radius(fit_radius: float) -> float:
+    """The radius (px) of the pillbox whose blur :func:`fit_pair_blur` fits as ``fit_radius``."""
+    return fit_radius / FIT_PER_PILLBOX
+
+
 def defocus_blur(y: np.ndarray, radius: float) -> np.ndarray:
     """``(H, W)`` float32 blurred by the defocus PSF of ``radius`` px, modelled as a Gaussian of
     sigma ``radius / 2`` (the standard deviation of a disc of that radius): on devbench a

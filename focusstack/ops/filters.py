@@ -1,4 +1,5 @@
-"""Filters on float32 planes: Gaussian, box and the guided filter (He, Sun and Tang 2010).
+"""Filters on float32 planes: Gaussian, box and the guided filter (He, Sun and Tang 2010), with
+a grey or a colour guide.
 
 Every filter here mirrors the border (``BORDER_REFLECT_101``) and keeps the input's dtype.
 """
@@ -41,6 +42,39 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     if guide.shape != src.shape or guide.ndim != 2:
         raise ValueError(f"guide and src must be one (H, W) shape, got {guide.shape} and {src.shape}")
     return GuidedFilter(guide, radius, eps)(src)
+
+
+def color_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Colour-guide guided filter (He, Sun and Tang 2010, section 3.5): ``src`` made locally an
+    affine function of the guide's three channels. ``(H, W, 3)`` float32 guide (any range; eps
+    is in its units squared), ``(H, W)`` float32 source -> ``(H, W)`` float32. It follows an
+    edge between two colours of equal luminance, which the grey guide cannot see (the halo
+    matte, :mod:`focusstack.maps.halo`). Six box filters of the guide's products plus four of
+    the source; the 3x3 inverse per pixel in closed form."""
+    if guide.ndim != 3 or guide.shape[2] != 3 or src.shape != guide.shape[:2]:
+        raise ValueError(f"guide must be (H, W, 3) and src (H, W) of the same H, W; got {guide.shape} and {src.shape}; "
+                         "pass a colour image and one plane of its size")
+    size = 2 * max(1, int(radius)) + 1
+    g = [np.ascontiguousarray(guide[..., c], dtype=np.float32) for c in range(3)]
+    p = src.astype(np.float32, copy=False)
+    m = [box(c, size) for c in g]
+    mp = box(p, size)
+    cov = [box(c * p, size) - mc * mp for c, mc in zip(g, m)]
+    e = np.float32(eps)
+    v = {(a, b): box(g[a] * g[b], size) - m[a] * m[b] + (e if a == b else 0) for a in range(3) for b in range(a, 3)}
+    # inverse of the symmetric [[rr, rg, rb], [rg, gg, gb], [rb, gb, bb]] by cofactors
+    rr, rg, rb, gg, gb, bb = v[0, 0], v[0, 1], v[0, 2], v[1, 1], v[1, 2], v[2, 2]
+    i_rr, i_rg, i_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
+    i_gg, i_gb, i_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
+    det = rr * i_rr + rg * i_rg + rb * i_rb
+    a = [(i_rr * cov[0] + i_rg * cov[1] + i_rb * cov[2]) / det,
+         (i_rg * cov[0] + i_gg * cov[1] + i_gb * cov[2]) / det,
+         (i_rb * cov[0] + i_gb * cov[1] + i_bb * cov[2]) / det]
+    b = mp - a[0] * m[0] - a[1] * m[1] - a[2] * m[2]
+    q = box(b, size)
+    for c in range(3):
+        q += box(a[c], size) * g[c]
+    return q
 
 
 class GuidedFilter:

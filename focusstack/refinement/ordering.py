@@ -157,7 +157,7 @@ def order_pair_by_uncompositing(frames: Sequence[np.ndarray], steps: DecisionSte
     seam = pair_seams(labels).get((0, 1))
     if seam is None:
         return None
-    near, ratio, _, _ = order_pair(tuple(srgb_to_linear(f) for f in ims), tuple(luminance(f) for f in ims),
+    near, ratio, _, _ = order_pair(tuple(srgb_to_linear(f) for f in ims), tuple(np.asarray(f, np.float32) for f in ims),
                                    (labels == 0, labels == 1), seam, r,
                                    margin=config.halo_order_margin, max_spill_ratio=config.halo_max_spill_ratio,
                                    matte=MatteSpec(config.halo_matte_erode, config.halo_matte_radius))
