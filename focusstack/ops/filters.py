@@ -44,19 +44,29 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return GuidedFilter(guide, radius, eps)(src)
 
 
-def color_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+def color_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float, subsample: int = 1) -> np.ndarray:
     """Colour-guide guided filter (He, Sun and Tang 2010, section 3.5): ``src`` made locally an
     affine function of the guide's three channels. ``(H, W, 3)`` float32 guide (any range; eps
     is in its units squared), ``(H, W)`` float32 source -> ``(H, W)`` float32. It follows an
     edge between two colours of equal luminance, which the grey guide cannot see (the halo
     matte, :mod:`focusstack.maps.halo`). Six box filters of the guide's products plus four of
-    the source; the 3x3 inverse per pixel in closed form."""
+    the source; the 3x3 inverse per pixel in closed form. ``subsample`` > 1: the statistics and
+    coefficients on images that much smaller (He and Sun's fast guided filter, as
+    :class:`GuidedFilter`), only the output at full size."""
     if guide.ndim != 3 or guide.shape[2] != 3 or src.shape != guide.shape[:2]:
         raise ValueError(f"guide must be (H, W, 3) and src (H, W) of the same H, W; got {guide.shape} and {src.shape}; "
                          "pass a colour image and one plane of its size")
-    size = 2 * max(1, int(radius)) + 1
-    g = [np.ascontiguousarray(guide[..., c], dtype=np.float32) for c in range(3)]
+    h, w = src.shape
+    s = max(1, int(subsample))
+    full = [np.ascontiguousarray(guide[..., c], dtype=np.float32) for c in range(3)]
     p = src.astype(np.float32, copy=False)
+    if s > 1:
+        small = (max(1, round(w / s)), max(1, round(h / s)))
+        g = [cv2.resize(c, small, interpolation=cv2.INTER_AREA) for c in full]
+        p = cv2.resize(p, small, interpolation=cv2.INTER_AREA)
+    else:
+        g = full
+    size = 2 * max(1, int(round(radius / s))) + 1
     m = [box(c, size) for c in g]
     mp = box(p, size)
     cov = [box(c * p, size) - mc * mp for c, mc in zip(g, m)]
@@ -66,14 +76,19 @@ def color_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: fl
     rr, rg, rb, gg, gb, bb = v[0, 0], v[0, 1], v[0, 2], v[1, 1], v[1, 2], v[2, 2]
     i_rr, i_rg, i_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
     i_gg, i_gb, i_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
-    det = rr * i_rr + rg * i_rg + rb * i_rb
-    a = [(i_rr * cov[0] + i_rg * cov[1] + i_rb * cov[2]) / det,
-         (i_rg * cov[0] + i_gg * cov[1] + i_gb * cov[2]) / det,
-         (i_rb * cov[0] + i_gb * cov[1] + i_bb * cov[2]) / det]
+    inv_det = 1.0 / (rr * i_rr + rg * i_rg + rb * i_rb)
+    a = [(i_rr * cov[0] + i_rg * cov[1] + i_rb * cov[2]) * inv_det,
+         (i_rg * cov[0] + i_gg * cov[1] + i_gb * cov[2]) * inv_det,
+         (i_rb * cov[0] + i_gb * cov[1] + i_bb * cov[2]) * inv_det]
     b = mp - a[0] * m[0] - a[1] * m[1] - a[2] * m[2]
-    q = box(b, size)
+
+    def up(x: np.ndarray) -> np.ndarray:
+        x = box(x, size)
+        return cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR) if s > 1 else x
+
+    q = up(b)
     for c in range(3):
-        q += box(a[c], size) * g[c]
+        q += up(a[c]) * full[c]
     return q
 
 
