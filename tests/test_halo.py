@@ -47,12 +47,17 @@ def test_no_fill_where_there_is_no_spill():
     assert got is None
 
 
-def test_fill_brings_the_background_side_closer_to_the_truth():
+@pytest.mark.parametrize("grid", [0, 80 * 80])
+def test_fill_brings_the_background_side_closer_to_the_truth(grid):
+    """At full size (``halo_pixels`` 0 leaves the 160 px pair on its own grid) and with the
+    order test and smooth terms on an 80 px grid, the background formed at full size."""
     near, far, alpha, gt = layered_pair(r=7.0, seed=4, fg_texture=0.05)
-    on = decision_steps([near, far])
+    on = decision_steps([near, far], DecisionConfig(halo_pixels=grid))
     off = decision_steps([near, far], DecisionConfig(halo=False))
     filled = [h for h in on.params["halo_pairs"] if h["filled_px"] > 0]
     assert filled and filled[0]["near"] == 0
+    if grid:
+        assert filled[0]["radius_px"] < 7.0 * 0.6  # radii in px of the grid (half the size)
     dist = cv2.distanceTransform((alpha < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
     side = (alpha < 0.5) & (dist <= 7)  # the background within the blur radius of the object
     err = lambda x: float(np.abs(x - gt)[side].mean())  # noqa: E731

@@ -145,10 +145,14 @@ class DecisionConfig:
     halo_matte_erode: float = 0.125
     halo_matte_radius: float = 1.0
     halo_detail_sigma: float = 0.5
-    #: Largest image (px) the step runs on: it works at full resolution with pillbox blurs of
-    #: the halo's radius, which grow with the image (4K: seconds a pair), so larger stacks skip
-    #: it for now (docs/decision.md).
-    halo_pixels: int = 1_000_000
+    #: Largest grid (px) the order test and the smooth terms of the synthesis run on: the
+    #: re-blur test's map, downscaled to it; the background is formed at full size at the
+    #: pixels replaced (:func:`fill_halos`). 0: the re-blur test's grid. 0.4 Mpx holds a
+    #: 768x512 stack (devbench) at full size. devbench upscaled 2.5x (1920x1280), against no
+    #: synthesis: devTR 42.74 -> 43.82 dB (band 32.35 -> 33.82), devA 40.97 -> 41.50 (band
+    #: 34.03 -> 34.88); on a 1 Mpx grid devTR 43.71, and 4096x2731 took 3 s longer, on this
+    #: one as long as without the step (docs/decision.md step 3c).
+    halo_pixels: int = 400_000
 
     def __post_init__(self) -> None:
         if not self.scales or any(int(s) < 1 for s in self.scales):
@@ -588,18 +592,33 @@ def fill_halos(
 ) -> list[HaloPair]:
     """Synthesise the background side of each pair's occlusion boundary in ``fused`` (in place;
     :mod:`focusstack.maps.halo`), for the re-blur test's ``pairs`` (``{"frames", "radius_px",
-    "domain"}``, radii in px of these arrays).
+    "domain"}``, radii in px of ``labels``).
 
     Args:
-        frames: ``K x (H, W, 3)`` float32 in [0, 1]; labels ``(H, W)`` uint8 (the final map).
+        frames: ``K x (H, W, 3)`` float32 in [0, 1].
+        labels: ``(h, w)`` uint8, the map at the size the re-blur test ran: the frames' size,
+            or smaller (``DecisionConfig.reblur_pixels``). Smaller, the order test and the
+            smooth terms run on the frames' crops downscaled to it, and the background is
+            formed at full size (:func:`focusstack.maps.halo.halo_fill`).
         pair_weight: ``(i, j, (y0, y1, x0, x1)) -> (h, w)`` float32, the summed weight of
-            frames ``i`` and ``j`` in that box of ``fused``.
+            frames ``i`` and ``j`` in that box of ``fused`` (full size).
         fused: ``(H, W, 3)`` float32 in [0, 1], changed in place.
 
     Returns:
-        One :class:`HaloPair` per pair tested, filled or not (``reason``).
+        One :class:`HaloPair` per pair tested, filled or not (``reason``; radii in px of
+        ``labels``).
     """
     h, w = labels.shape
+    fh, fw = frames[0].shape[:2]
+    sy, sx = fh / h, fw / w
+    downscaled = (h, w) != (fh, fw)
+    cache: dict[int, np.ndarray] = {}
+
+    def small(k: int) -> np.ndarray:  # each frame on the labels' grid, made once when a pair needs it
+        if k not in cache:
+            cache[k] = cv2.resize(frames[k], (w, h), interpolation=cv2.INTER_AREA)
+        return cache[k]
+
     seams = pair_seams(labels)
     out: list[HaloPair] = []
     for p in pairs:
@@ -619,19 +638,26 @@ def fill_halos(
         pad = int(math.ceil(6 * r)) + 11  # everything the zone's values depend on
         y0, y1 = max(0, int(ys.min()) - pad), min(h, int(ys.max()) + pad + 1)
         x0, x1 = max(0, int(xs.min()) - pad), min(w, int(xs.max()) + pad + 1)
-        crop = np.s_[y0:y1, x0:x1]
-        lab = labels[crop]
-        pair = (np.ascontiguousarray(frames[i][crop]), np.ascontiguousarray(frames[j][crop]))
+        lab = labels[y0:y1, x0:x1]
+        if not downscaled:
+            box = (y0, y1, x0, x1)
+            pair = (np.ascontiguousarray(frames[i][y0:y1, x0:x1]), np.ascontiguousarray(frames[j][y0:y1, x0:x1]))
+            full = None
+        else:  # the box on the labels' grid, and the same box at full size (views)
+            box = (int(round(y0 * sy)), min(fh, int(round(y1 * sy))), int(round(x0 * sx)), min(fw, int(round(x1 * sx))))
+            full = tuple(frames[k][box[0]:box[1], box[2]:box[3]] for k in (i, j))
+            pair = tuple(np.ascontiguousarray(small(k)[y0:y1, x0:x1]) for k in (i, j))
         mask, values, near, ratio, spill = halo_fill(
-            pair, (lab == i, lab == j), seam[crop], r,
-            pair_weight(i, j, (y0, y1, x0, x1)), margin=config.halo_order_margin, max_spill_ratio=config.halo_max_spill_ratio,
+            pair, (lab == i, lab == j), seam[y0:y1, x0:x1], r,
+            lambda: pair_weight(i, j, box), margin=config.halo_order_margin, max_spill_ratio=config.halo_max_spill_ratio,
             matte=MatteSpec(config.halo_matte_erode, config.halo_matte_radius), detail_sigma=config.halo_detail_sigma,
+            full=full,
         )
         if mask is None:
             why = "order undecided" if near is None and abs(ratio) < config.halo_order_margin else "no spill to remove"
             out.append(HaloPair((i, j), r, None, ratio, spill, reason=why if ratio or spill != 1.0 else "too few pixels"))
             continue
-        fused[crop][mask] = values
+        fused[box[0]:box[1], box[2]:box[3]][mask] = values
         out.append(HaloPair((i, j), r, (i, j)[near], ratio, spill, int(mask.sum())))
     return out
 
@@ -727,6 +753,7 @@ def _run(
     )
     del evidence
     reblur_pairs: list[dict] = []
+    reblur_labels = labels  # the map at the re-blur size (the halo synthesis' grid)
     if lumas:
         small = labels if rscale == 1.0 else cv2.resize(labels, rsize, interpolation=cv2.INTER_NEAREST)
         relabelled, reblur_pairs = relabel_by_reblur(
@@ -734,6 +761,7 @@ def _run(
             min_radius=config.reblur_min_radius, margin=config.reblur_margin, floor=config.reblur_floor,
             encoded=encoded,
         )
+        reblur_labels = relabelled
         if rscale == 1.0:
             labels = relabelled
         else:  # only what the test changed comes back to the working size
@@ -750,12 +778,18 @@ def _run(
     sub = max(1, int(round(1.0 / scale))) if scale < 1.0 else 1
     band = soft_band(labels, guide, k, radius=gr, eps=config.guide_eps, subsample=sub)
     tick()
-    # the halo synthesis runs where the working size is the image's (see DecisionConfig.halo_pixels)
-    halos = config.halo and bool(reblur_pairs) and scale == 1.0 and rscale == 1.0 and h * w <= config.halo_pixels
+    # the halo synthesis: on the re-blur test's grid, the background at full size
+    halos = config.halo and bool(reblur_pairs)
+    halo_labels, halo_pairs_in = reblur_labels, reblur_pairs
+    if halos and config.halo_pixels and reblur_labels.size > config.halo_pixels:
+        hs = math.sqrt(config.halo_pixels / reblur_labels.size)
+        hsz = (max(8, int(round(reblur_labels.shape[1] * hs))), max(8, int(round(reblur_labels.shape[0] * hs))))
+        halo_labels = cv2.resize(reblur_labels, hsz, interpolation=cv2.INTER_NEAREST)
+        halo_pairs_in = [dict(p, radius_px=float(p["radius_px"]) * hsz[0] / reblur_labels.shape[1]) for p in reblur_pairs]
     if not keep_steps and not want_confidence:  # labels plus the soft band: no (K, H, W) weights
         fused = compose_band(frames, labels, band)
         if halos:
-            fill_halos(frames, labels, _band_pair_weight(labels, band), reblur_pairs, config, fused)
+            fill_halos(frames, halo_labels, _band_pair_weight(labels, band), halo_pairs_in, config, fused)
         tick()
         return fused, None, None
     weights = dense_weights(labels, k, band)
@@ -776,8 +810,8 @@ def _run(
     fused = compose(frames, weights)
     halo_pairs: list[HaloPair] = []
     if halos:
-        halo_pairs = fill_halos(frames, labels, lambda i, j, b: weights[i, b[0]:b[1], b[2]:b[3]] + weights[j, b[0]:b[1], b[2]:b[3]],
-                                reblur_pairs, config, fused)
+        halo_pairs = fill_halos(frames, halo_labels, lambda i, j, b: weights[i, b[0]:b[1], b[2]:b[3]] + weights[j, b[0]:b[1], b[2]:b[3]],
+                                halo_pairs_in, config, fused)
     tick()
     steps = None
     if keep_steps:

@@ -175,22 +175,36 @@ def order_pair(
 
 def halo_fill(
     frames: tuple[np.ndarray, np.ndarray], regions: tuple[np.ndarray, np.ndarray],
-    seam: np.ndarray, radius: float, pair_weight: np.ndarray, *, margin: float = 0.3, max_spill_ratio: float = 0.98,
-    matte: MatteSpec = MatteSpec(), detail_sigma: float = 0.5,
+    seam: np.ndarray, radius: float, pair_weight: np.ndarray | Callable[[], np.ndarray], *, margin: float = 0.3,
+    max_spill_ratio: float = 0.98, matte: MatteSpec = MatteSpec(), detail_sigma: float = 0.5,
+    full: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, int | None, float, float]:
     """The background side of one pair's occlusion boundary, synthesised (module docstring).
+
+    The output is ``bg + (N - G * bg)``: the un-composited background plus the near frame's
+    low frequencies less the background's. Every term but ``bg`` is smooth (a pillbox or a
+    Gaussian of the halo's radius went into it), so with ``full`` the test and those terms run
+    on ``frames`` (a downscaled crop) and only ``bg = (D - K * (m N)) / (1 - K * m)`` is formed
+    at full size, from the full-size far frame and the upsampled spill terms, at the pixels
+    replaced: the background keeps its full-resolution detail at a small-image cost.
 
     Args:
         frames: the two frames ``(h, w, 3)`` float32 sRGB-encoded in [0, 1] (a crop; also the
             matte's guide).
-        regions, seam, radius, margin, max_spill_ratio, matte: as for :func:`order_pair`.
+        regions, seam, radius, margin, max_spill_ratio, matte: as for :func:`order_pair`
+            (``radius`` in px of ``frames``).
         detail_sigma: the background's detail is what lies above a Gaussian of this sigma
             (x radius).
-        pair_weight: ``(h, w)`` float32, the two frames' summed weight in the fused image:
-            only pixels made (almost) entirely of the pair are replaced.
+        pair_weight: ``(H, W)`` float32, the two frames' summed weight in the fused image:
+            only pixels made (almost) entirely of the pair are replaced. ``(H, W)`` is ``full``'s
+            size, or ``frames``' without it; or a function that makes it (called only when
+            the order is decided).
+        full: the same crop of the two frames at full size, ``(H, W, 3)`` float32 sRGB-encoded,
+            of which ``frames`` is the downscaled copy (views will do: only the pixels
+            replaced are read); None: ``frames`` are full size.
 
     Returns:
-        ``(mask (h, w) bool, values (n, 3) float32 sRGB-encoded for the mask's pixels in
+        ``(mask (H, W) bool, values (n, 3) float32 sRGB-encoded for the mask's pixels in
         row-major order, near index, log ratio, spill ratio)``; mask and values are None when
         the order is undecided.
     """
@@ -204,7 +218,37 @@ def halo_fill(
     spill_img = _blur(n_lin * m[..., None], kernel)
     beta = _blur(m, kernel)
     bg = np.clip((f_lin - spill_img) / np.maximum(1.0 - beta, 0.3)[..., None], 0.0, 1.0)
-    detail = bg - cv2.GaussianBlur(bg, (0, 0), max(1.0, detail_sigma * radius), borderType=_BORDER)
-    mask = (beta > 0.01) & (m < 0.5) & near_seam & (pair_weight > 0.9)
-    values = linear_to_srgb(np.clip(n_lin[mask] + detail[mask], 0.0, 1.0))
-    return mask, values, near, ratio, spill
+    low = n_lin - cv2.GaussianBlur(bg, (0, 0), max(1.0, detail_sigma * radius), borderType=_BORDER)
+    if callable(pair_weight):
+        pair_weight = pair_weight()
+    if full is None:
+        mask = (beta > 0.01) & (m < 0.5) & near_seam & (pair_weight > 0.9)
+        values = linear_to_srgb(np.clip(bg[mask] + low[mask], 0.0, 1.0))
+        return mask, values, near, ratio, spill
+    hh, ww = full[0].shape[:2]
+
+    def up(x: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        return cv2.resize(x, (ww, hh), interpolation=interpolation)
+
+    mask = (up(beta) > 0.01) & (up(side.matte) <= 0.5) & (up(near_seam.astype(np.uint8), cv2.INTER_NEAREST) > 0) & (pair_weight > 0.9)
+    ys, xs = np.nonzero(mask)
+    # the smooth terms at the replaced pixels: bilinear, on resize's pixel-centre grid
+    n = len(ys)
+    sy, sx = frames[0].shape[0] / hh, frames[0].shape[1] / ww
+    rows = -(-n // 1024)  # the points as a (rows, 1024) map: remap wants image-sized maps
+    map_x = np.zeros(rows * 1024, np.float32)
+    map_y = np.zeros(rows * 1024, np.float32)
+    map_x[:n] = (xs.astype(np.float32) + 0.5) * sx - 0.5
+    map_y[:n] = (ys.astype(np.float32) + 0.5) * sy - 0.5
+    map_x, map_y = map_x.reshape(rows, 1024), map_y.reshape(rows, 1024)
+
+    def at(x: np.ndarray) -> np.ndarray:
+        c = x.shape[2] if x.ndim == 3 else 1
+        return cv2.remap(x, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, c)[:n]
+
+    if n == 0:
+        return mask, np.zeros((0, 3), np.float32), near, ratio, spill
+    f_px = srgb_to_linear(full[1 - near][mask])
+    bg_px = np.clip((f_px - at(spill_img)) / np.maximum(1.0 - at(beta), 0.3), 0.0, 1.0)
+    values = linear_to_srgb(np.clip(bg_px + at(low), 0.0, 1.0))
+    return mask, values.astype(np.float32), near, ratio, spill
