@@ -148,11 +148,17 @@ class DecisionConfig:
     #: Largest grid (px) the order test and the smooth terms of the synthesis run on: the
     #: re-blur test's map, downscaled to it; the background is formed at full size at the
     #: pixels replaced (:func:`fill_halos`). 0: the re-blur test's grid. 0.4 Mpx holds a
-    #: 768x512 stack (devbench) at full size. devbench upscaled 2.5x (1920x1280), against no
-    #: synthesis: devTR 42.74 -> 43.82 dB (band 32.35 -> 33.82), devA 40.97 -> 41.50 (band
+    #: 768x512 stack (devbench) at full size. devbench upscaled 2.5x (1920x1280, with
+    #: ``halo_max_pixels`` 0), against no synthesis: devTR 42.74 -> 43.82 dB (band 32.35 -> 33.82), devA 40.97 -> 41.50 (band
     #: 34.03 -> 34.88); on a 1 Mpx grid devTR 43.71, and 4096x2731 took 3 s longer, on this
     #: one as long as without the step (docs/decision.md step 3c).
     halo_pixels: int = 400_000
+    #: Largest image (px) the synthesis runs on. On a real stack it leaves specks of colour
+    #: where the model does not fit (pcb7, at 768 px as at full size: bright pins whose real
+    #: PSF and focus breathing are not a pillbox of one radius; the check on the spill takes
+    #: most, not all): until a per-pixel test removes them, it stays off above 1 Mpx, where
+    #: real photos are (docs/decision.md step 3c). 0: no limit.
+    halo_max_pixels: int = 1_000_000
 
     def __post_init__(self) -> None:
         if not self.scales or any(int(s) < 1 for s in self.scales):
@@ -182,10 +188,12 @@ class DecisionConfig:
         if min(self.halo_matte_erode, self.halo_matte_radius, self.halo_detail_sigma) <= 0:
             raise ValueError("halo_matte_erode, halo_matte_radius and halo_detail_sigma must be > 0, got "
                              f"{self.halo_matte_erode}, {self.halo_matte_radius}, {self.halo_detail_sigma}")
-        if self.halo_min_radius < 1 or self.halo_order_margin < 0 or not 0 < self.halo_max_spill_ratio <= 1 or self.halo_pixels < 0:
+        if self.halo_min_radius < 1 or self.halo_order_margin < 0 or not 0 < self.halo_max_spill_ratio <= 1 \
+                or min(self.halo_pixels, self.halo_max_pixels) < 0:
             raise ValueError(
                 "halo_min_radius must be >= 1 px, halo_order_margin >= 0, halo_max_spill_ratio in (0, 1] and "
-                f"halo_pixels >= 0, got {self.halo_min_radius}, {self.halo_order_margin}, {self.halo_max_spill_ratio}, {self.halo_pixels}"
+                f"halo_pixels, halo_max_pixels >= 0, got {self.halo_min_radius}, {self.halo_order_margin}, {self.halo_max_spill_ratio}, "
+                f"{self.halo_pixels}, {self.halo_max_pixels}"
             )
         if self.reblur_min_radius < 0:
             raise ValueError(f"reblur_min_radius must be >= 0 px, got {self.reblur_min_radius}")
@@ -779,7 +787,7 @@ def _run(
     band = soft_band(labels, guide, k, radius=gr, eps=config.guide_eps, subsample=sub)
     tick()
     # the halo synthesis: on the re-blur test's grid, the background at full size
-    halos = config.halo and bool(reblur_pairs)
+    halos = config.halo and bool(reblur_pairs) and (not config.halo_max_pixels or h * w <= config.halo_max_pixels)
     halo_labels, halo_pairs_in = reblur_labels, reblur_pairs
     if halos and config.halo_pixels and reblur_labels.size > config.halo_pixels:
         hs = math.sqrt(config.halo_pixels / reblur_labels.size)

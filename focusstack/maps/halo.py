@@ -219,10 +219,14 @@ def halo_fill(
     beta = _blur(m, kernel)
     bg = np.clip((f_lin - spill_img) / np.maximum(1.0 - beta, 0.3)[..., None], 0.0, 1.0)
     low = n_lin - cv2.GaussianBlur(bg, (0, 0), max(1.0, detail_sigma * radius), borderType=_BORDER)
+    # where the spill estimate takes more light than the far frame has (by 30 %, in any
+    # channel), the model does not hold: left as composed. Free on devbench; on a real stack
+    # (pcb7) these are the specks of colour at the edges of bright pins (docs/decision.md).
+    fits = ~((f_lin - spill_img) < -0.3 * f_lin - 0.002).any(axis=2)
     if callable(pair_weight):
         pair_weight = pair_weight()
     if full is None:
-        mask = (beta > 0.01) & (m < 0.5) & near_seam & (pair_weight > 0.9)
+        mask = (beta > 0.01) & (m < 0.5) & near_seam & fits & (pair_weight > 0.9)
         values = linear_to_srgb(np.clip(bg[mask] + low[mask], 0.0, 1.0))
         return mask, values, near, ratio, spill
     hh, ww = full[0].shape[:2]
@@ -230,7 +234,8 @@ def halo_fill(
     def up(x: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
         return cv2.resize(x, (ww, hh), interpolation=interpolation)
 
-    mask = (up(beta) > 0.01) & (up(side.matte) <= 0.5) & (up(near_seam.astype(np.uint8), cv2.INTER_NEAREST) > 0) & (pair_weight > 0.9)
+    ok = up((fits & near_seam).astype(np.uint8), cv2.INTER_NEAREST) > 0
+    mask = (up(beta) > 0.01) & (up(side.matte) <= 0.5) & ok & (pair_weight > 0.9)
     ys, xs = np.nonzero(mask)
     # the smooth terms at the replaced pixels: bilinear, on resize's pixel-centre grid
     n = len(ys)
@@ -252,3 +257,4 @@ def halo_fill(
     bg_px = np.clip((f_px - at(spill_img)) / np.maximum(1.0 - at(beta), 0.3), 0.0, 1.0)
     values = linear_to_srgb(np.clip(bg_px + at(low), 0.0, 1.0))
     return mask, values.astype(np.float32), near, ratio, spill
+
