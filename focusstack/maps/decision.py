@@ -124,8 +124,9 @@ class DecisionConfig:
     #: Synthesise the background side of every occlusion boundary whose near/far order the
     #: un-compositing test decides (:mod:`focusstack.maps.halo`): the near frame's low
     #: frequencies plus the background un-composited from the far frame, where both frames
-    #: are wrong (one blurred, one under the blurred object's spill). devbench: devTR +0.78 dB
-    #: (band +1.04), devA +0.38 (band +0.62), MF-VOC unchanged (docs/decision.md, step 3c).
+    #: are wrong (one blurred, one under the blurred object's spill). devbench (session 11):
+    #: devTR +1.34 dB (band +1.87), devA +0.68 (band +1.10), MF-VOC unchanged (docs/decision.md,
+    #: step 3c).
     halo: bool = True
     #: ... for pairs of frames whose defocus radius is at least this (px at the working size):
     #: a smaller halo is within the guided filter's transition.
@@ -137,11 +138,13 @@ class DecisionConfig:
     #: frame as it is (a pair without spill, such as a blur pasted with a hard mask, is left).
     halo_max_spill_ratio: float = 0.98
     #: The near object's matte: its decision region eroded by this fraction of the radius (at
-    #: least 1 px), then guided-filtered on the near frame with this radius (x radius); and the
-    #: background's detail that is kept, above a Gaussian of this sigma (x radius). devbench,
-    #: erosion 0.25 / 0.19 / 0.125 / 0.0625: devTR 42.95 / 43.10 / 43.32 / 43.43 dB, devA
-    #: 40.97 / 41.10 / 41.25 / 41.23; guided radius 0.5 and 1.5 lose on both, as do detail
-    #: sigmas 0.35 and 0.75 (docs/decision.md, step 3c).
+    #: least 1 px), then guided-filtered on the near frame's colours with this radius (x
+    #: radius); and the background's detail that is kept, above a Gaussian of this sigma (x
+    #: radius). devbench (session 10, grey guide), erosion 0.25 / 0.19 / 0.125 / 0.0625: devTR
+    #: 42.95 / 43.10 / 43.32 / 43.43 dB, devA 40.97 / 41.10 / 41.25 / 41.23; guided radius 0.5
+    #: and 1.5 lose on devA, as do detail sigmas 0.35 and 0.75 on both (session 11, pillbox of
+    #: r / 1.09, grey guide: 0.35 / 0.75 / 1.0 give devTR 43.22 / 42.38 / 41.38, 0.5 43.46;
+    #: docs/decision.md, step 3c).
     halo_matte_erode: float = 0.125
     halo_matte_radius: float = 1.0
     halo_detail_sigma: float = 0.5
