@@ -74,3 +74,25 @@ def test_halo_config_is_checked():
         DecisionConfig(halo_max_spill_ratio=0.0)
     with pytest.raises(ValueError, match="halo_matte_erode"):
         DecisionConfig(halo_matte_erode=0.0)
+
+
+def test_synthesis_stays_near_the_two_frames_where_the_model_does_not_hold(monkeypatch):
+    """The near object 1.6x brighter in the near frame than the spill of the far frame says
+    (a real lens, not the model): un-compositing over-subtracts and the background runs dark;
+    every synthesised value stays within ``_RANGE_SLACK`` of the two frames' range at its pixel."""
+    import focusstack.maps.halo as halo
+
+    near, far, alpha, _ = layered_pair(r=7.0, seed=5, fg_texture=0.05)
+    near = np.where(alpha[..., None] > 0.5, np.clip(near * 1.6, 0, 1), near).astype(np.float32)
+    _, _, regions, seam = _inputs((near, far), alpha)
+    weight = np.ones(alpha.shape, np.float32)
+
+    def worst(slack):
+        monkeypatch.setattr(halo, "_RANGE_SLACK", slack)
+        # (the gates off: the spill ratio of this pair is 2.3, the default gate would refuse it)
+        mask, values, got, _, _ = halo.halo_fill((near, far), regions, seam, 7.0, weight, margin=0.0, max_spill_ratio=5.0)
+        assert mask is not None and got == 0
+        return float((np.minimum(near[mask], far[mask]) - values).max())
+
+    assert worst(9.0) > 0.2  # unbounded, the background runs dark
+    assert worst(0.1) <= 0.1 + 1e-6
