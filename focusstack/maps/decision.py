@@ -125,7 +125,7 @@ class DecisionConfig:
     #: un-compositing test decides (:mod:`focusstack.maps.halo`): the near frame's low
     #: frequencies plus the background un-composited from the far frame, where both frames
     #: are wrong (one blurred, one under the blurred object's spill). devbench (session 11):
-    #: devTR +1.34 dB (band +1.87), devA +0.68 (band +1.10), MF-VOC unchanged (docs/decision.md,
+    #: devTR +1.40 dB (band +1.97), devA +0.78 (band +1.21), MF-VOC unchanged (docs/decision.md,
     #: step 3c).
     halo: bool = True
     #: ... for pairs of frames whose defocus radius is at least this (px at the working size):
