@@ -21,7 +21,11 @@ Measured (docs/decision.md): right on 12 of 12 devTR pairs, where the occlusion 
 **The synthesis** (:func:`halo_fill`). On the background side of an ordered pair the output
 becomes the near frame's low frequencies plus the un-composited background's detail,
 ``N + (B - G * B)`` (``G`` a Gaussian of sigma ``r / 2``): this tolerates a matte that is a
-few pixels off, where the full un-compositing does not.
+few pixels off, where the full un-compositing does not. It is left out where the spill
+estimate takes more light than the far frame has, and each value stays within
+``_RANGE_SLACK`` of the two frames' range at its pixel: where the model does not hold (real
+lenses), un-compositing runs off, and on a real stack (pcb7) it still leaves specks, so
+``DecisionConfig.halo_max_pixels`` keeps it off real photos for now.
 
 Arrays: frames ``(H, W, 3)`` float32 sRGB-encoded in [0, 1] (converted to linear light inside),
 labels ``(H, W)`` uint8, radii in pixels of these arrays.
@@ -48,6 +52,8 @@ _BORDER = cv2.BORDER_REFLECT_101
 #: devTR 43.95 / 43.88 / 43.84 / 43.78 dB, devA 41.54 / 41.55 / 41.47 / 41.45; 3 keeps radii
 #: under 6 px (devTR scene_003) at full size.
 _MATTE_MIN_SMALL_RADIUS = 3
+
+
 def _disc(r: float) -> np.ndarray:
     """A pillbox of radius ``r`` px with an antialiased rim, summing to 1."""
     n = int(math.ceil(r))
