@@ -107,7 +107,7 @@ def _side(near_lin: np.ndarray, far_lin: np.ndarray, near_guide: np.ndarray, reg
     if int(zone.sum()) < 50:
         return _Side(matte, None, kernel=kernel, near_seam=near_seam)
     spill = _blur(near_lin * matte[..., None], kernel)
-    bg = np.clip((far_lin - spill) / np.maximum(1.0 - k_a, 0.3)[..., None], 0.0, 1.0)
+    bg = _uncomposite(far_lin, spill, k_a[..., None])
     w = 1.0 - matte
     den = np.maximum(_blur(w, kernel), 1e-3)[..., None]
 
@@ -223,7 +223,7 @@ def halo_fill(
     n_lin, f_lin = lin[near], lin[1 - near]
     spill_img = _blur(n_lin * m[..., None], kernel)
     beta = _blur(m, kernel)
-    bg = np.clip((f_lin - spill_img) / np.maximum(1.0 - beta, 0.3)[..., None], 0.0, 1.0)
+    bg = _uncomposite(f_lin, spill_img, beta[..., None])
     low = n_lin - cv2.GaussianBlur(bg, (0, 0), max(1.0, detail_sigma * radius), borderType=_BORDER)
     # where the spill estimate takes more light than the far frame has (by 30 %, in any
     # channel), the model does not hold: left as composed. Free on devbench; on a real stack
@@ -244,8 +244,10 @@ def halo_fill(
     ok = up((fits & near_seam).astype(np.uint8), cv2.INTER_NEAREST) > 0
     mask = (up(beta) > 0.01) & (up(side.matte) <= 0.5) & ok & (pair_weight > 0.9)
     ys, xs = np.nonzero(mask)
-    # the smooth terms at the replaced pixels: bilinear, on resize's pixel-centre grid
     n = len(ys)
+    if n == 0:
+        return mask, np.zeros((0, 3), np.float32), near, ratio, spill
+    # the smooth terms at the replaced pixels: bilinear, on resize's pixel-centre grid
     sy, sx = frames[0].shape[0] / hh, frames[0].shape[1] / ww
     rows = -(-n // 1024)  # the points as a (rows, 1024) map: remap wants image-sized maps
     map_x = np.zeros(rows * 1024, np.float32)
@@ -258,13 +260,15 @@ def halo_fill(
         c = x.shape[2] if x.ndim == 3 else 1
         return cv2.remap(x, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, c)[:n]
 
-    if n == 0:
-        return mask, np.zeros((0, 3), np.float32), near, ratio, spill
-    f_px = srgb_to_linear(full[1 - near][mask])
-    bg_px = np.clip((f_px - at(spill_img)) / np.maximum(1.0 - at(beta), 0.3), 0.0, 1.0)
+    bg_px = _uncomposite(srgb_to_linear(full[1 - near][mask]), at(spill_img), at(beta))
     values = linear_to_srgb(np.clip(bg_px + at(low), 0.0, 1.0))
-    values = _bounded(values, full[near][mask], full[1 - near][mask])
-    return mask, values.astype(np.float32), near, ratio, spill
+    return mask, _bounded(values, full[near][mask], full[1 - near][mask]), near, ratio, spill
+
+
+def _uncomposite(far_lin: np.ndarray, spill: np.ndarray, k_a: np.ndarray) -> np.ndarray:
+    """The background behind the spill, ``(D - K * (a N)) / (1 - K * a)`` in [0, 1] (linear
+    light; ``k_a`` with a channel axis of 1, the divisor floored at 0.3)."""
+    return np.clip((far_lin - spill) / np.maximum(1.0 - k_a, 0.3), 0.0, 1.0)
 
 
 
