@@ -96,3 +96,39 @@ def test_synthesis_stays_near_the_two_frames_where_the_model_does_not_hold(monke
 
     assert worst(9.0) > 0.2  # unbounded, the background runs dark
     assert worst(0.1) <= 0.1 + 1e-6
+
+
+def _matte_case(r, seed, fg_texture, grow):
+    """A layered pair whose near region overshoots the object by ``grow`` px (as the re-blur
+    test leaves it: the near frame wins the halo): the counts of the near hypothesis' matte and
+    of its refinement."""
+    from focusstack.maps import halo
+
+    near, far, alpha, _ = layered_pair(r=r, seed=seed, fg_texture=fg_texture)
+    region = alpha > 0.5
+    if grow:
+        region = cv2.dilate(region.astype(np.uint8), halo._ellipse(grow)) > 0
+    lin, _, _, seam = _inputs((near, far), np.where(region, 1.0, 0.0))
+    near_seam = cv2.dilate(seam.astype(np.uint8), halo._ellipse(int(np.ceil(2 * r)) + 2)) > 0
+    side = halo._side(lin[0], lin[1], near, region, near_seam, r, halo._disc(halo.pillbox_radius(r)), halo.MatteSpec())
+    refined = halo._refine_matte(side, lin[0], lin[1], near, region, r, halo.MatteSpec())
+    fg = alpha > 0.5
+    count = lambda m: (int(((m > 0.5) & ~fg).sum()), int(((m <= 0.5) & fg).sum()))  # noqa: E731
+    return count(side.matte), count(refined)
+
+
+@pytest.mark.parametrize("r,seed,grow", [(6.0, 0, 5), (8.0, 1, 6)])
+def test_refined_matte_pulls_an_overshooting_region_back_to_the_silhouette(r, seed, grow):
+    """(false object px, false background px) of the matte: the overshoot goes, and the
+    refinement does not eat into the object."""
+    (fg0, bg0), (fg1, bg1) = _matte_case(r, seed, 0.05, grow)
+    assert fg0 > 500  # the matte of the eroded region overshoots
+    assert fg1 < 0.2 * fg0
+    assert bg1 <= bg0 + 0.02 * fg0
+
+
+def test_refined_matte_leaves_a_textured_object_whole():
+    """Sharp texture on the object side: a blurred background has none, so no pixel of it
+    moves to the background."""
+    (_, bg0), (_, bg1) = _matte_case(6.0, 2, 0.3, 0)
+    assert bg1 <= bg0
