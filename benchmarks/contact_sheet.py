@@ -1,15 +1,20 @@
-"""Real stacks beside a peer: ``python benchmarks/contact_sheet.py [--out DIR]``.
+"""Real stacks beside the peers: ``python benchmarks/contact_sheet.py [--out DIR] [--bin DIR]``.
 
 Fuses every stack in ``../shared/data/stacks`` (pcb7, pcb10, ring6, keyboard32: real photos,
 no ground truth) with the default ``focusstack fuse`` (a whole process, as a user runs it) and,
 when enfuse is installed (``apt-get install enfuse``, which brings hugin's align_image_stack),
 with enfuse the way its manual suggests for focus stacks: ``align_image_stack`` first, then
 ``enfuse --exposure-weight=0 --saturation-weight=0 --contrast-weight=1 --hard-mask``.
-Then it cuts 1:1 crops where the two outputs disagree most (after a blur, so that noise does not
-count): those are the subject edges and transition regions where halos, doubled edges and
-blotches show. The sheet (``contact_sheet.png``, and a JPEG for the docs: one row per crop, ours | enfuse | the
-frame that is sharpest in that crop) and ``contact_sheet.json`` (crop positions, times) are
-written to ``--out``.
+When OpenFocus and focusweave are found (on the PATH or in ``--bin``; install them apart, as
+``benchmarks/peers.py`` says), also OpenFocus's default neural method with its own alignment
+(``openfocus -m stackmffv3 --align openfocus --cpu``: these stacks breathe, and its default
+``--align none`` doubles edges on pcb7) and focusweave with its defaults (it aligns).
+Every peer's output is registered to ours; then the script cuts 1:1 crops where ours and the
+peers disagree most (the mean over the peers, after a blur, so that noise does not count):
+those are the subject edges and transition regions where halos, doubled edges and blotches
+show. The sheet (``contact_sheet.png``, and a JPEG for the docs: one row per crop, ours | each
+peer | the frame that is sharpest in that crop) and ``contact_sheet.json`` (crop positions,
+times) are written to ``--out``.
 
 The outputs are compared by eye; there is no ground truth. docs/quality.md says what the sheet
 of the last run shows.
@@ -66,6 +71,24 @@ def enfuse(stack: Path, out: Path, work: Path, log: Path) -> float | None:
     return t
 
 
+def openfocus(stack: Path, out: Path, work: Path, log: Path, exe: str | None) -> float | None:
+    if exe is None:
+        return None
+    return run([exe, "-i", str(stack), "-o", str(out), "-m", "stackmffv3", "--align", "openfocus", "--cpu"], log)
+
+
+def focusweave(stack: Path, out: Path, work: Path, log: Path, exe: str | None) -> float | None:
+    if exe is None:
+        return None
+    return run([exe, str(stack), "--output", str(out)], log)
+
+
+def find(exe: str, bin_dir: Path | None) -> str | None:
+    if bin_dir is not None and (bin_dir / exe).is_file():
+        return str(bin_dir / exe)
+    return shutil.which(exe)
+
+
 def read8(p: Path) -> np.ndarray:
     img = cv2.imread(str(p), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if img.dtype == np.uint16:
@@ -98,9 +121,10 @@ def register_to(b: np.ndarray, a: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(b, warp, (a.shape[1], a.shape[0]), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
-def pick_crops(a: np.ndarray, b: np.ndarray, n: int, size: int) -> list[tuple[int, int]]:
-    """``n`` non-overlapping ``size`` windows (top-left y, x) where ``a`` and ``b`` differ most."""
-    d = cv2.GaussianBlur(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(2), (0, 0), 3)
+def pick_crops(diff: np.ndarray, n: int, size: int) -> list[tuple[int, int]]:
+    """``n`` non-overlapping ``size`` windows (top-left y, x) where ``diff`` ((H, W, 3) float32,
+    absolute differences on the 8-bit scale) is largest."""
+    d = cv2.GaussianBlur(diff.mean(2), (0, 0), 3)
     score = cv2.boxFilter(d, -1, (size, size), normalize=True)
     h, w = d.shape
     half = size // 2
@@ -137,30 +161,45 @@ def label(img: np.ndarray, text: str) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "contact_sheet")
+    ap.add_argument("--bin", type=Path, default=None, help="folder that holds openfocus and focusweave (else PATH)")
     ap.add_argument("stacks", nargs="*", default=["pcb7", "pcb10", "ring6", "keyboard32"])
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="focusstack-sheet-"))
     log = args.out / "tools.log"
+    peers = {
+        "enfuse": lambda st, o: enfuse(st, o, work, log),
+        "stackmffv3": lambda st, o: openfocus(st, o, work, log, find("openfocus", args.bin)),
+        "focusweave": lambda st, o: focusweave(st, o, work, log, find("focusweave", args.bin)),
+    }
     rows, report = [], {}
     for name in args.stacks:
         stack = shared_dir() / "data" / "stacks" / name
         frames = frames_of(stack)
-        o_path, e_path = args.out / f"{name}_focusstack.tif", args.out / f"{name}_enfuse.tif"
+        o_path = args.out / f"{name}_focusstack.tif"
         t_ours = ours(stack, o_path, log)
-        t_enf = enfuse(stack, e_path, work, log)
         a = read8(o_path)
-        b = register_to(fit(read8(e_path), a.shape[:2]), a) if t_enf is not None else np.zeros_like(a)
-        crops = pick_crops(a, b, CROPS_PER_STACK, CROP) if t_enf is not None else [(0, 0)]
+        outs, times = {}, {}
+        for peer, fuse in peers.items():
+            p_path = args.out / f"{name}_{peer}.tif"
+            times[peer] = fuse(stack, p_path)
+            if times[peer] is not None:
+                outs[peer] = register_to(fit(read8(p_path), a.shape[:2]), a)
+        crops = [(0, 0)]
+        if outs:
+            diff = np.mean([np.abs(a.astype(np.float32) - b.astype(np.float32)) for b in outs.values()], axis=0)
+            crops = pick_crops(diff, CROPS_PER_STACK, CROP)
         report[name] = {"frames": len(frames), "size": [a.shape[1], a.shape[0]], "focusstack_s": round(t_ours, 2),
-                        "enfuse_s": round(t_enf, 2) if t_enf is not None else None, "crops_yx": crops}
+                        **{f"{p}_s": (round(t, 2) if t is not None else None) for p, t in times.items()}, "crops_yx": crops}
         for y, x in crops:
             sharp, fname = sharpest_frame_crop(frames, a.shape[:2], y, x, CROP)
-            cells = [label(a[y:y + CROP, x:x + CROP], f"{name} focusstack ({x},{y})"),
-                     label(b[y:y + CROP, x:x + CROP], "enfuse (aligned)" if t_enf is not None else "enfuse: not installed"),
-                     label(sharp, f"sharpest frame {fname}")]
+            cells = [label(a[y:y + CROP, x:x + CROP], f"{name} focusstack ({x},{y})")]
+            cells += [label(outs[p][y:y + CROP, x:x + CROP], f"{p} (registered)") if p in outs
+                      else label(np.zeros((CROP, CROP, 3), np.uint8), f"{p}: not installed") for p in peers]
+            cells.append(label(sharp, f"sharpest frame {fname}"))
             rows.append(np.hstack([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255) for c in cells]))
-        print(f"{name}: focusstack {t_ours:.1f} s, enfuse {t_enf if t_enf is None else round(t_enf, 1)} s, crops {crops}", file=sys.stderr)
+        print(f"{name}: focusstack {t_ours:.1f} s, " + ", ".join(f"{p} {t if t is None else round(t, 1)} s" for p, t in times.items())
+              + f", crops {crops}", file=sys.stderr)
     sheet = np.vstack(rows)
     cv2.imwrite(str(args.out / "contact_sheet.png"), sheet)
     cv2.imwrite(str(args.out / "contact_sheet.jpg"), sheet, [cv2.IMWRITE_JPEG_QUALITY, 88])

@@ -260,7 +260,7 @@ def order_pair(
 def halo_fill(
     frames: tuple[np.ndarray, np.ndarray], regions: tuple[np.ndarray, np.ndarray],
     seam: np.ndarray, radius: float, pair_weight: np.ndarray | Callable[[], np.ndarray], *, margin: float = 0.3,
-    max_spill_ratio: float = 0.98, matte: MatteSpec = MatteSpec(), detail_sigma: float = 0.5,
+    max_spill_ratio: float = 1.0, matte: MatteSpec = MatteSpec(), detail_sigma: float = 0.5,
     full: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, int | None, float, float]:
     """The background side of one pair's occlusion boundary, synthesised (module docstring).
