@@ -343,6 +343,28 @@ def test_tiff_gray_uint16(tmp_path: Path, io_rng: np.random.Generator) -> None:
         np.testing.assert_array_equal(np.rint(frame.pixels[..., c] * 65535).astype(np.uint16), gray)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_large_tiffs_read_in_turn_keep_their_own_pixels(tmp_path: Path, io_rng: np.random.Generator, dtype: type) -> None:
+    """Large pages are read into one reused sample buffer per thread (readers._sample_buffer):
+    a frame read earlier must keep its own pixels when the next one fills the buffer, and the
+    buffer must be reused (same pages) rather than allocated per frame."""
+    from focusstack.io import readers
+
+    top = np.iinfo(dtype).max
+    h, w = (2048 if np.dtype(dtype).itemsize == 1 else 1024), 1400  # 8.6 MB: above PLAIN_FROM_BYTES (8 MiB)
+    a = io_rng.integers(0, top + 1, size=(h, w, 3), dtype=dtype)
+    b = (top - a).astype(dtype)
+    tifffile.imwrite(tmp_path / "a.tif", a, photometric="rgb")
+    tifffile.imwrite(tmp_path / "b.tif", b, photometric="rgb")
+    first = read_image(tmp_path / "a.tif")
+    buf = readers._SAMPLES.scratch.get((h, w, 3), dtype)
+    second = read_image(tmp_path / "b.tif")
+    assert readers._SAMPLES.scratch.get((h, w, 3), dtype) is buf
+    assert not np.shares_memory(first.pixels, buf) and not np.shares_memory(second.pixels, buf)
+    np.testing.assert_array_equal(np.rint(first.pixels * top).astype(dtype), a)
+    np.testing.assert_array_equal(np.rint(second.pixels * top).astype(dtype), b)
+
+
 def test_tiff_rgba_drops_alpha(tmp_path: Path, io_rng: np.random.Generator) -> None:
     rgba = io_rng.integers(0, 256, size=(7, 5, 4), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "a.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])

@@ -14,9 +14,11 @@ RAW suffixes always go to LibRaw (DNG, NEF and most RAW formats are TIFF inside)
 from __future__ import annotations
 
 import logging
+import math
 import os
 import stat
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from focusstack.config import DEFAULT_MAX_PIXELS
 from focusstack.errors import FocusstackError, ImageReadError, UsageError
-from focusstack.ops.memory import empty_plain
+from focusstack.ops.memory import PLAIN_FROM_BYTES, Scratch, empty_plain
 from focusstack.io.formats import (
     RAW_EXTENSIONS,
     SUPPORTED_EXTENSIONS,
@@ -679,12 +681,33 @@ def _tiff(path: Path, max_pixels: int, decode: bool) -> tuple[ImageInfo, Frame |
             full = 8 * dtype.itemsize
             scale = float(2**bps - 1) if 0 < bps < full else float(2**full - 1)
             pixels = _to_rgb(arr, scale)
-            np.clip(pixels, 0.0, 1.0, out=pixels)
+            if scale < float(2**full - 1):  # n-bit samples can exceed 2**n - 1; full-range ones cannot
+                np.clip(pixels, 0.0, 1.0, out=pixels)
         if photometric == PHOTOMETRIC.MINISWHITE:
             np.subtract(np.float32(1.0), pixels, out=pixels)
         pixels = _orient(pixels, orientation)
 
     return info, Frame(path=path, pixels=pixels, bit_depth=16 if bit_depth != 8 else 8, exif=basics, icc=icc)
+
+
+#: Per reading thread, the buffer that a large page's samples are read into: they are converted
+#: to float32 straight away and never leave :func:`_tiff`, so the next frame of the same size
+#: reuses the buffer's pages instead of faulting in fresh ones (4096x2731 8-bit: 0.028 -> 0.014 s
+#: a frame, on the critical path of the read-ahead).
+_SAMPLES = threading.local()
+
+
+def _sample_buffer(page) -> np.ndarray | None:  # noqa: ANN001
+    """A reusable ``page.shape`` array of the page's integer dtype, or None (tifffile allocates)
+    for small pages and for anything else."""
+    dtype = np.dtype(page.dtype) if page.dtype is not None else None
+    shape = tuple(int(n) for n in page.shape)
+    if dtype is None or dtype.kind != "u" or dtype.itemsize > 2 or math.prod(shape) * dtype.itemsize < PLAIN_FROM_BYTES:
+        return None
+    scratch = getattr(_SAMPLES, "scratch", None)
+    if scratch is None:
+        scratch = _SAMPLES.scratch = Scratch()
+    return scratch.get(shape, dtype)
 
 
 def _tiff_page_pixels(path: Path, page) -> tuple[np.ndarray, str]:  # noqa: ANN001
@@ -694,7 +717,7 @@ def _tiff_page_pixels(path: Path, page) -> tuple[np.ndarray, str]:  # noqa: ANN0
     8 or 16 bits kept (``IMREAD_UNCHANGED``: no orientation applied, the caller applies the
     tag), channels reordered from BGR(A) to RGB(A)."""
     try:
-        return page.asarray(), page.axes
+        return page.asarray(out=_sample_buffer(page)), page.axes
     except ValueError as exc:
         if "imagecodecs" not in str(exc):
             raise
