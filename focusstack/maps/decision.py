@@ -131,8 +131,9 @@ class DecisionConfig:
     #: ... for pairs of frames whose defocus radius is at least this (px at the working size):
     #: a smaller halo is within the guided filter's transition.
     halo_min_radius: float = 3.0
-    #: ... when one order's residual beats the other's by this log ratio (devTR: the 12 pairs
-    #: are decided right; the two under 0.3 are left) ...
+    #: ... when one order's residual beats the other's by this log ratio (devTR: the 11 pairs
+    #: decided are right; scene_007, 0.25, is left; 0.2 would decide it right but costs devA
+    #: scene_012 2 dB with a wrong order, docs/quality.md) ...
     halo_order_margin: float = 0.3
     #: ... and un-compositing explains the near frame no worse than the far frame as it is
     #: (residual ratio at most this: a pair without spill, such as a blur pasted with a hard
