@@ -132,3 +132,24 @@ def test_refined_matte_leaves_a_textured_object_whole():
     moves to the background."""
     (_, bg0), (_, bg1) = _matte_case(6.0, 2, 0.3, 0)
     assert bg1 <= bg0
+
+
+def test_object_rim_given_to_the_far_frame_takes_the_near_frame():
+    """The decision gave the far frame a 1 px rim inside the object (there it shows the object
+    blurred with the background's texture seen through it, which a focus measure rewards). With
+    the order known, that rim takes the near frame where the refined matte covers it, and no
+    background pixel does."""
+    from focusstack.maps import halo
+
+    near, far, alpha, gt = layered_pair(r=7.0, seed=6, fg_texture=0.05)
+    region = cv2.erode((alpha > 0.5).astype(np.uint8), halo._ellipse(1)) > 0
+    _, _, regions, seam = _inputs((near, far), np.where(region, 1.0, 0.0))
+    mask, values, got, _, _ = halo_fill((near, far), regions, seam, 7.0, np.ones(alpha.shape, np.float32))
+    assert got == 0
+    out = np.where(region[..., None], near, far)
+    out[mask] = values
+    took_near = np.abs(out - near).sum(axis=2) == 0
+    rim = (alpha > 0.5) & ~region
+    assert (took_near & rim).sum() >= 0.5 * rim.sum()
+    assert not (took_near & mask & (alpha < 0.5)).any()
+    assert np.abs(out - gt)[rim].mean() < 0.5 * np.abs(far - gt)[rim].mean()
