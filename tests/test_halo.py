@@ -153,3 +153,29 @@ def test_object_rim_given_to_the_far_frame_takes_the_near_frame():
     assert (took_near & rim).sum() >= 0.5 * rim.sum()
     assert not (took_near & mask & (alpha < 0.5)).any()
     assert np.abs(out - gt)[rim].mean() < 0.5 * np.abs(far - gt)[rim].mean()
+
+
+def test_object_side_keeps_a_gap_that_the_matte_closes_over():
+    """A matte that covers both a 2 px rim of the object and a slit through it (thin hair's gaps,
+    which a guided filter closes over), both labelled far: only the rim, whose colour in the
+    near frame is the object's, goes to the near frame; the slit shows the background there."""
+    from focusstack.maps import halo
+
+    rng = np.random.default_rng(10)
+    size, r = 120, 6.0
+    obj = np.zeros((size, size), bool)
+    obj[30:90, 30:90] = True
+    slit = np.zeros_like(obj)
+    slit[40:80, 58:62] = True
+    obj &= ~slit
+    near_guide = np.where(obj[..., None], 0.2, 0.7).astype(np.float32).repeat(3, axis=2)  # dark object, bright background
+    near_guide += 0.01 * rng.standard_normal(near_guide.shape).astype(np.float32)
+    square = np.zeros_like(obj)
+    square[30:90, 30:90] = True
+    rim = square & ~(cv2.erode(square.astype(np.uint8), halo._ellipse(2)) > 0)  # the outer 2 px
+    near_region = obj & ~rim  # the decision gave the far frame the rim and the slit
+    matte = np.zeros((size, size), np.float32)
+    matte[30:90, 30:90] = 1.0  # closed over the slit
+    got = halo._object_side(matte, np.ones_like(obj), near_region, ~near_region, near_guide, r)
+    assert got[rim].mean() > 0.9
+    assert not got[slit].any()
