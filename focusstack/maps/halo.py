@@ -294,7 +294,8 @@ def halo_fill(
 
     Returns:
         ``(mask (H, W) bool, values (n, 3) float32 sRGB-encoded for the mask's pixels in
-        row-major order, near index, log ratio, spill ratio)``; mask and values are None when
+        row-major order, near index, log ratio, spill ratio)``: the synthesised background
+        side and the object's side that takes the near frame; mask and values are None when
         the order is undecided.
     """
     lin = (srgb_to_linear(frames[0]), srgb_to_linear(frames[1]))
