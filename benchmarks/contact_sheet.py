@@ -35,6 +35,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import find  # noqa: E402  (a peer's executable in --bin or on the PATH)
+
 ROOT = Path(__file__).resolve().parents[1]
 CROP = 192
 CROPS_PER_STACK = 3
@@ -71,22 +75,16 @@ def enfuse(stack: Path, out: Path, work: Path, log: Path) -> float | None:
     return t
 
 
-def openfocus(stack: Path, out: Path, work: Path, log: Path, exe: str | None) -> float | None:
+def openfocus(stack: Path, out: Path, log: Path, exe: str | None) -> float | None:
     if exe is None:
         return None
     return run([exe, "-i", str(stack), "-o", str(out), "-m", "stackmffv3", "--align", "openfocus", "--cpu"], log)
 
 
-def focusweave(stack: Path, out: Path, work: Path, log: Path, exe: str | None) -> float | None:
+def focusweave(stack: Path, out: Path, log: Path, exe: str | None) -> float | None:
     if exe is None:
         return None
     return run([exe, str(stack), "--output", str(out)], log)
-
-
-def find(exe: str, bin_dir: Path | None) -> str | None:
-    if bin_dir is not None and (bin_dir / exe).is_file():
-        return str(bin_dir / exe)
-    return shutil.which(exe)
 
 
 def read8(p: Path) -> np.ndarray:
@@ -169,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     log = args.out / "tools.log"
     peers = {
         "enfuse": lambda st, o: enfuse(st, o, work, log),
-        "stackmffv3": lambda st, o: openfocus(st, o, work, log, find("openfocus", args.bin)),
-        "focusweave": lambda st, o: focusweave(st, o, work, log, find("focusweave", args.bin)),
+        "stackmffv3": lambda st, o: openfocus(st, o, log, find("openfocus", args.bin)),
+        "focusweave": lambda st, o: focusweave(st, o, log, find("focusweave", args.bin)),
     }
     rows, report = [], {}
     for name in args.stacks:

@@ -36,9 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality  # noqa: E402  (benchmarks/quality.py: the scoring and our fuse)
+from speed import ENFUSE_ARGS  # noqa: E402  (PEERS.md's enfuse settings, as the speed benchmark runs it)
 
-ENFUSE_ARGS = ["--exposure-weight=0", "--saturation-weight=0", "--contrast-weight=1", "--hard-mask",
-               "--contrast-window-size=5", "--gray-projector=luminance"]
 # name -> (executable, argv builder from (frames folder, frame list, output file))
 TOOLS = {
     "stackmffv3": ("openfocus", lambda d, fr, o: ["-i", str(d), "-o", str(o), "-m", "stackmffv3", "--cpu"]),
