@@ -367,17 +367,25 @@ def _object_side(matte: np.ndarray, near_seam: np.ndarray, near_region: np.ndarr
     if not cand.any():
         return cand
     sigma = max(1.0, radius)
+    # only the candidates' box, padded by the Gaussian's reach (OpenCV's float kernel spans 4
+    # sigma), is filtered: the values at the candidates are the whole crop's
+    ys, xs = np.nonzero(cand)
+    pad = int(math.ceil(4 * sigma)) + 1
+    box = np.s_[max(0, ys.min() - pad):ys.max() + pad + 1, max(0, xs.min() - pad):xs.max() + pad + 1]
+    guide, c = near_guide[box], cand[box]
 
     def local_mean(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         w = cv2.GaussianBlur(weight, (0, 0), sigma, borderType=_BORDER)
-        m = cv2.GaussianBlur(near_guide * weight[..., None], (0, 0), sigma, borderType=_BORDER)
+        m = cv2.GaussianBlur(guide * weight[..., None], (0, 0), sigma, borderType=_BORDER)
         return m / np.maximum(w, 1e-6)[..., None], w
 
-    m_obj, _ = local_mean(near_region.astype(np.float32))
-    m_bg, w_bg = local_mean((far_region & ~cand).astype(np.float32))
-    d_obj = np.abs(near_guide - m_obj).sum(axis=2)
-    d_bg = np.abs(near_guide - m_bg).sum(axis=2)
-    return cand & (d_obj <= d_bg) & (w_bg >= 1e-3)
+    m_obj, _ = local_mean(near_region[box].astype(np.float32))
+    m_bg, w_bg = local_mean((far_region[box] & ~c).astype(np.float32))
+    d_obj = np.abs(guide - m_obj).sum(axis=2)
+    d_bg = np.abs(guide - m_bg).sum(axis=2)
+    out = np.zeros_like(cand)
+    out[box] = c & (d_obj <= d_bg) & (w_bg >= 1e-3)
+    return out
 
 
 def _with_near(mask: np.ndarray, values: np.ndarray, near_px: np.ndarray, near_frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
